@@ -1,0 +1,102 @@
+"""Checkpoints (for resuming training) and compact weight files (for shipping a model).
+
+A training checkpoint holds the weights, the optimizer, the epoch and step, the full config
+and the RNG states. A weight file holds only the config and fp16 weights; it is what the
+package ships as its default model.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .model import ModelConfig, SeReVAE
+
+CHECKPOINT_FORMAT = "serecodec-checkpoint-1"
+WEIGHTS_FORMAT = "serecodec-weights-1"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.pt"
+
+
+class ModelFileError(RuntimeError):
+    """A model or checkpoint file that cannot be used; the message names the file."""
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """Write to a temporary file in the same directory, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a corrupt file
+        raise ModelFileError(f"{path}: not a readable serecodec model ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") not in (CHECKPOINT_FORMAT, WEIGHTS_FORMAT):
+        raise ModelFileError(f"{path}: not a serecodec checkpoint or weight file")
+    return blob
+
+
+def save_checkpoint(path: Path, model: SeReVAE, optimizer, *, epoch: int, step: int, config: dict,
+                    extra: Optional[dict] = None) -> None:
+    atomic_torch_save({
+        "format": CHECKPOINT_FORMAT,
+        "model_config": model.config.to_dict(),
+        "config": config,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "torch_rng": torch.get_rng_state(),
+        "extra": extra or {},
+    }, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    blob = _read(path)
+    if blob["format"] != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{path}: a weight file, not a training checkpoint (cannot resume from it)")
+    return blob
+
+
+def export_weights(checkpoint_path: Path, out_path: Path, meta: Optional[dict] = None) -> Path:
+    """Write the compact fp16 weight file of a training checkpoint."""
+    blob = load_checkpoint(checkpoint_path)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in blob["model"].items()}
+    atomic_torch_save({
+        "format": WEIGHTS_FORMAT,
+        "model_config": blob["model_config"],
+        "model": state,
+        "meta": {"epoch": blob["epoch"], "step": blob["step"], "train_config": blob["config"], **(meta or {})},
+    }, out_path)
+    return Path(out_path)
+
+
+def load_model(path: Optional[Path] = None) -> SeReVAE:
+    """A float32 model in eval mode from a weight file or a checkpoint (default: the shipped model)."""
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    blob = _read(path)
+    model = SeReVAE(ModelConfig.from_dict(blob["model_config"]))
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not match its config ({str(exc).splitlines()[0]})") from None
+    model.eval()
+    model.meta = blob.get("meta", {"epoch": blob.get("epoch"), "step": blob.get("step")})
+    return model

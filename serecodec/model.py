@@ -1,0 +1,259 @@
+"""The MLP Self-Reflective VAE of the paper (§3, appendix 7, Table 5) and its ablations.
+
+Layer l (1..L) of the hierarchy, given the previous latent code z_{l-1}:
+
+    prior       p(ε_l | z_{l-1}) = N(loc, σ²)          two 2×256 ReLU nets
+    posterior   q(ε_l | z_{l-1}, x) = N(loc, σ²)       two 2×256 ReLU nets on
+                                                       [evidence_l(x), latent_l(z_{l-1})]
+    bijector    z_l = b + (diag(d) + u uᵀ) ε_l          three 2×20 tanh nets of z_{l-1}
+    decoder     p(x | z_1..z_L) = Bernoulli(logits)    2×512 ReLU net on concat(z_1..z_L)
+
+Layer 1 has unconditioned prior and bijector parameters. Because every f_l is a bijection
+shared by p and q, KL(q(z)||p(z)) = KL(q(ε)||p(ε)), which is computed in closed form.
+
+Variants (``ModelConfig.variant``):
+  * ``"sere"``: the SeRe-VAE above;
+  * ``"dlgm"``: the independent VAE / DLGM of the paper's Fig. 1: posterior and prior are not
+    fed z_{l-1} (the bijectors still chain the layers top-down).
+``ModelConfig.prior = "standard"`` replaces every prior by N(0, I).
+
+The networks of one kind that read the same input (loc and scale nets, the three bijector
+nets, the L evidence encoders) are evaluated together as a grouped MLP: same maths as
+separate networks, far fewer kernel launches, which is what makes CPU training bearable.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .bijector import affine_forward
+from .gaussian import kl_normal, log_normal, variance_from_output
+
+UNIT_VARIANCE_RAW = math.log(math.e - 1.0)  # softplus(elu(r)) == 1
+
+
+@dataclass
+class ModelConfig:
+    num_layers: int = 10
+    latent_dim: int = 10
+    image_pixels: int = 784
+    hidden_layers: int = 2
+    evidence_hidden: int = 256
+    evidence_features: int = 20
+    latent_hidden: int = 256
+    latent_features: int = 20
+    gaussian_hidden: int = 256
+    bijector_hidden: int = 20
+    decoder_hidden: int = 512
+    variant: str = "sere"          # "sere" | "dlgm"
+    prior: str = "learned"         # "learned" | "standard"
+    batch_norm: bool = True
+
+    def __post_init__(self) -> None:
+        if self.variant not in ("sere", "dlgm"):
+            raise ValueError(f"variant must be 'sere' or 'dlgm', not {self.variant!r}")
+        if self.prior not in ("learned", "standard"):
+            raise ValueError(f"prior must be 'learned' or 'standard', not {self.prior!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def _glorot_normal_(tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
+    """Keras' glorot_normal: truncated normal (±2σ) with variance 2 / (fan_in + fan_out)."""
+    std = math.sqrt(2.0 / (fan_in + fan_out)) / 0.87962566103423978
+    nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
+
+
+class GroupedMLP(nn.Module):
+    """G independent MLPs that all read the same input; output shaped (G, batch, out)."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, groups: int = 1, depth: int = 2,
+                 activation=F.relu, out_activation=None) -> None:
+        super().__init__()
+        self.groups, self.hidden, self.activation, self.out_activation = groups, hidden, activation, out_activation
+        self.first_weight = nn.Parameter(torch.empty(in_dim, groups * hidden))
+        self.first_bias = nn.Parameter(torch.empty(groups * hidden))
+        dims = [hidden] * (depth - 1) + [out_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        fan_in = hidden
+        for fan_out in dims:
+            self.weights.append(nn.Parameter(torch.empty(groups, fan_in, fan_out)))
+            self.biases.append(nn.Parameter(torch.empty(groups, 1, fan_out)))
+            fan_in = fan_out
+        with torch.no_grad():
+            _glorot_normal_(self.first_weight, in_dim, hidden)
+            _glorot_normal_(self.first_bias, hidden, hidden)
+            for w, b in zip(self.weights, self.biases):
+                _glorot_normal_(w, w.shape[1], w.shape[2])
+                _glorot_normal_(b, b.shape[2], b.shape[2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        h = torch.addmm(self.first_bias, x, self.first_weight)
+        h = self.activation(h).view(batch, self.groups, self.hidden).transpose(0, 1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = self.activation(h)
+        return self.out_activation(h) if self.out_activation is not None else h
+
+
+class FreeGaussian(nn.Module):
+    """Unconditioned diagonal Gaussian (layer-1 prior, DLGM priors)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(dim))
+        self.raw_var = nn.Parameter(torch.full((dim,), UNIT_VARIANCE_RAW))
+
+    def forward(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        var = variance_from_output(self.raw_var)
+        return self.loc.expand(batch, -1), var.expand(batch, -1)
+
+
+class FreeAffine(nn.Module):
+    """Unconditioned affine bijector parameters for layer 1."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.shift = nn.Parameter(torch.zeros(dim))
+        self.raw_diag = nn.Parameter(torch.full((dim,), UNIT_VARIANCE_RAW))
+        self.factor = nn.Parameter(0.1 * torch.randn(dim))
+
+    def forward(self, batch: int):
+        diag = variance_from_output(self.raw_diag)
+        return self.shift.expand(batch, -1), diag.expand(batch, -1), self.factor.expand(batch, -1)
+
+
+@dataclass
+class Trace:
+    """Per-sample quantities of one pass through the hierarchy (all shaped (batch,) or (batch, L))."""
+
+    log_px: torch.Tensor                 # log p(x | z_1..z_L)
+    kl: torch.Tensor                     # closed-form KL per layer, conditioned on the sampled z_{l-1}
+    log_ratio: torch.Tensor              # log p(ε_l | z_{l-1}) − log q(ε_l | z_{l-1}, x) per layer
+    z: list = field(default_factory=list)
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        return self.log_px - self.kl.sum(-1)
+
+    @property
+    def log_weight(self) -> torch.Tensor:
+        """log p(x, z) − log q(z | x) for the sampled z (the Jacobians of f_l cancel)."""
+        return self.log_px + self.log_ratio.sum(-1)
+
+
+class SeReVAE(nn.Module):
+    def __init__(self, config: Optional[ModelConfig] = None) -> None:
+        super().__init__()
+        self.config = c = config or ModelConfig()
+        L, n, depth = c.num_layers, c.latent_dim, c.hidden_layers
+        self.evidence = GroupedMLP(c.image_pixels, c.evidence_hidden, c.evidence_features, groups=L, depth=depth)
+        conditioned = c.variant == "sere"
+        self.latent_encoders = nn.ModuleList()
+        self.posteriors = nn.ModuleList()
+        self.priors = nn.ModuleList()
+        self.bijectors = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        for layer in range(L):
+            first = layer == 0
+            self.norms.append(nn.BatchNorm1d(n) if (c.batch_norm and not first) else nn.Identity())
+            feeds_posterior = conditioned and not first
+            self.latent_encoders.append(
+                GroupedMLP(n, c.latent_hidden, c.latent_features, depth=depth) if feeds_posterior else nn.Identity())
+            in_q = c.evidence_features + (c.latent_features if feeds_posterior else 0)
+            self.posteriors.append(GroupedMLP(in_q, c.gaussian_hidden, n, groups=2, depth=depth))
+            if c.prior == "standard":
+                self.priors.append(nn.Identity())
+            elif first or not conditioned:
+                self.priors.append(FreeGaussian(n))
+            else:
+                self.priors.append(GroupedMLP(n, c.gaussian_hidden, n, groups=2, depth=depth))
+            self.bijectors.append(FreeAffine(n) if first else GroupedMLP(
+                n, c.bijector_hidden, n, groups=3, depth=depth, activation=torch.tanh, out_activation=torch.tanh))
+        self.decoder_norm = nn.BatchNorm1d(L * n) if c.batch_norm else nn.Identity()
+        self.decoder = GroupedMLP(L * n, c.decoder_hidden, c.image_pixels, depth=depth)
+
+    # -- pieces reused by training, evaluation and (later) coding --------------------------
+    def layer_prior(self, layer: int, z_in: Optional[torch.Tensor], batch: int):
+        prior = self.priors[layer]
+        if isinstance(prior, nn.Identity):
+            zeros = torch.zeros(batch, self.config.latent_dim, device=self.decoder.first_weight.device)
+            return zeros, torch.ones_like(zeros)
+        if isinstance(prior, FreeGaussian):
+            return prior(batch)
+        loc, raw = prior(z_in)
+        return loc, variance_from_output(raw)
+
+    def layer_bijector(self, layer: int, z_in: Optional[torch.Tensor], batch: int):
+        bij = self.bijectors[layer]
+        if isinstance(bij, FreeAffine):
+            return bij(batch)
+        shift, raw_diag, factor = bij(z_in)
+        return shift, variance_from_output(raw_diag), factor
+
+    def layer_posterior(self, layer: int, evidence: torch.Tensor, z_in: Optional[torch.Tensor]):
+        enc = self.latent_encoders[layer]
+        features = evidence if isinstance(enc, nn.Identity) else torch.cat([evidence, enc(z_in)[0]], dim=-1)
+        loc, raw = self.posteriors[layer](features)
+        return loc, variance_from_output(raw)
+
+    def decode_logits(self, zs: list) -> torch.Tensor:
+        return self.decoder(self.decoder_norm(torch.cat(zs, dim=-1)))[0]
+
+    # -- the stochastic pass ----------------------------------------------------------------
+    def forward(self, x: torch.Tensor, num_samples: int = 1, generator: Optional[torch.Generator] = None) -> Trace:
+        """One pass with ``num_samples`` posterior samples per image (rows image-major)."""
+        x = x.to(self.decoder.first_weight.dtype)
+        evidence = self.evidence(x)                                # (L, B, F), once per image
+        if num_samples > 1:
+            evidence = evidence.repeat_interleave(num_samples, dim=1)
+            x = x.repeat_interleave(num_samples, dim=0)
+        batch = x.shape[0]
+        zs, kls, ratios = [], [], []
+        z_prev = None
+        for layer in range(self.config.num_layers):
+            z_in = self.norms[layer](z_prev) if z_prev is not None else None
+            loc_q, var_q = self.layer_posterior(layer, evidence[layer], z_in)
+            loc_p, var_p = self.layer_prior(layer, z_in, batch)
+            noise = torch.randn(loc_q.shape, generator=generator, device=loc_q.device, dtype=loc_q.dtype)
+            eps = loc_q + var_q.sqrt() * noise
+            kls.append(kl_normal(loc_q, var_q, loc_p, var_p))
+            ratios.append(log_normal(eps, loc_p, var_p) - log_normal(eps, loc_q, var_q))
+            z_prev = affine_forward(eps, *self.layer_bijector(layer, z_in, batch))
+            zs.append(z_prev)
+        logits = self.decode_logits(zs)
+        log_px = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        return Trace(log_px=log_px, kl=torch.stack(kls, -1), log_ratio=torch.stack(ratios, -1), z=zs)
+
+    @torch.no_grad()
+    def sample(self, count: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Draw images (Bernoulli means) from the generative model."""
+        zs, z_prev = [], None
+        for layer in range(self.config.num_layers):
+            z_in = self.norms[layer](z_prev) if z_prev is not None else None
+            loc_p, var_p = self.layer_prior(layer, z_in, count)
+            eps = loc_p + var_p.sqrt() * torch.randn(loc_p.shape, generator=generator, device=loc_p.device)
+            z_prev = affine_forward(eps, *self.layer_bijector(layer, z_in, count))
+            zs.append(z_prev)
+        return torch.sigmoid(self.decode_logits(zs))
+
+    def decay_parameters(self) -> tuple[list, list]:
+        """(network kernels and biases that get the paper's l2 penalty, everything else)."""
+        decay = [p for m in self.modules() if isinstance(m, GroupedMLP) for p in m.parameters()]
+        chosen = {id(p) for p in decay}
+        return decay, [p for p in self.parameters() if id(p) not in chosen]

@@ -1,0 +1,143 @@
+"""Training loop: Adam, dynamic binarization, geometric warm-up, JSON-lines log, resume.
+
+Kept deliberately small (VDVAE/NVAE style): one function trains, the checkpoint carries
+everything needed to continue, and each epoch appends one JSON line to ``log.jsonl``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .model import ModelConfig, SeReVAE
+from .schedule import beta_at
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 4000
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    l2: float = 1e-5                 # paper: kernel/bias l2 penalty λ·Σw² (Keras convention)
+    warmup_levels: int = 10          # N
+    warmup_unit: float = 1.0         # epochs per 2ⁿ unit; < 1 scales the warm-up down
+    seed: int = 0
+    threads: int = 0                 # 0: leave torch's default
+    valid_limit: int = 10000         # validation images evaluated each epoch
+    max_minutes: float = 0.0         # 0: no wall-clock limit
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def load_config_file(path: Path) -> tuple[ModelConfig, TrainConfig]:
+    data = json.loads(Path(path).read_text())
+    return ModelConfig.from_dict(data.get("model", {})), TrainConfig.from_dict(data.get("train", {}))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(model: SeReVAE, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # Adam's weight_decay adds wd·w to the gradient, the gradient of (wd/2)·Σw²; λ·Σw² needs wd = 2λ.
+    decay, rest = model.decay_parameters()
+    return torch.optim.Adam([{"params": decay, "weight_decay": 2 * cfg.l2},
+                             {"params": rest, "weight_decay": 0.0}], lr=cfg.learning_rate)
+
+
+@torch.no_grad()
+def validate(model: SeReVAE, images: torch.Tensor, batch_size: int = 1000) -> dict:
+    """Mean ELBO (nats) and KL per layer on fixed binary images, model in eval mode."""
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device=images.device).manual_seed(0)
+    elbo, kl, count = 0.0, None, 0
+    for start in range(0, len(images), batch_size):
+        trace = model(images[start:start + batch_size], generator=gen)
+        elbo += trace.elbo.sum().item()
+        layer_kl = trace.kl.sum(0)
+        kl = layer_kl if kl is None else kl + layer_kl
+        count += trace.elbo.shape[0]
+    model.train(was_training)
+    return {"elbo": elbo / count, "kl_per_layer": (kl / count).tolist()}
+
+
+def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, valid_images: np.ndarray,
+          run_dir: Path, resume: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Train (or resume) in ``run_dir``; returns the last epoch's log record."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = SeReVAE(model_cfg).to(device)
+    optimizer = make_optimizer(model, cfg)
+    epoch, step = 0, 0
+    if resume and ckpt_path.exists():
+        blob = load_checkpoint(ckpt_path)
+        model.load_state_dict(blob["model"])
+        optimizer.load_state_dict(blob["optimizer"])
+        epoch, step = blob["epoch"], blob["step"]
+        torch.set_rng_state(blob["torch_rng"])
+        log(f"resumed from {ckpt_path} at epoch {epoch}")
+    full_config = {"model": model_cfg.to_dict(), "train": asdict(cfg)}
+    (run_dir / "config.json").write_text(json.dumps(full_config, indent=2) + "\n")
+
+    probs = torch.as_tensor(np.asarray(train_probs, dtype=np.float32), device=device)
+    valid = torch.as_tensor(np.asarray(valid_images[: cfg.valid_limit], dtype=np.float32), device=device)
+    n = probs.shape[0]
+    steps_per_epoch = max(1, n // cfg.batch_size)   # the last partial batch is dropped
+    started = time.time()
+    record: dict = {}
+    while epoch < cfg.epochs:
+        tic = time.time()
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
+        binary = torch.bernoulli(probs, generator=gen)            # dynamic binarization
+        order = torch.randperm(n, generator=gen, device=device)
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        elbo_sum = torch.zeros((), device=device)
+        for i in range(steps_per_epoch):
+            batch = binary[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
+            beta = beta_at(epoch + i / steps_per_epoch, cfg.warmup_levels, cfg.warmup_unit)
+            trace = model(batch)
+            kl = trace.kl.sum(-1)
+            loss = (kl * beta - trace.log_px).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            elbo_sum += (trace.log_px - kl).detach().mean()
+            step += 1
+        epoch += 1
+        val = validate(model, valid)
+        record = {
+            "epoch": epoch, "step": step,
+            "beta": beta_at(epoch - 1e-9, cfg.warmup_levels, cfg.warmup_unit),
+            "train_loss": loss_sum.item() / steps_per_epoch,
+            "train_elbo": elbo_sum.item() / steps_per_epoch,
+            "valid_elbo": val["elbo"], "valid_kl_per_layer": val["kl_per_layer"],
+            "seconds": time.time() - tic,
+        }
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        save_checkpoint(ckpt_path, model, optimizer, epoch=epoch, step=step, config=full_config)
+        log(f"epoch {epoch} beta {record['beta']:.3f} train -elbo {-record['train_elbo']:.2f} "
+            f"valid -elbo {-record['valid_elbo']:.2f} ({record['seconds']:.1f}s)")
+        if cfg.max_minutes and (time.time() - started) / 60.0 >= cfg.max_minutes:
+            log(f"stopping after {cfg.max_minutes} minutes (resume to continue)")
+            break
+    return record

@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+import torch
+
+from serecodec.data import load_fixture
+from serecodec.model import ModelConfig
+
+
+@pytest.fixture(scope="session")
+def digits() -> np.ndarray:
+    """300 digits of the fixed binarized MNIST test set, uint8 (300, 784)."""
+    return load_fixture()
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    """A small hierarchy with the full structure, cheap enough for unit tests."""
+    base = dict(num_layers=3, latent_dim=4, evidence_hidden=32, evidence_features=8, latent_hidden=32,
+                latent_features=8, gaussian_hidden=32, bijector_hidden=8, decoder_hidden=64)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
