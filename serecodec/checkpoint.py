@@ -6,6 +6,7 @@ package ships as its default model.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,7 +18,8 @@ from .model import ModelConfig, SeReVAE
 
 CHECKPOINT_FORMAT = "serecodec-checkpoint-1"
 WEIGHTS_FORMAT = "serecodec-weights-1"
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.pt"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL_PATH = MODELS_DIR / "default.pt"
 
 
 class ModelFileError(RuntimeError):
@@ -42,7 +44,7 @@ def atomic_torch_save(obj, path: Path) -> None:
 def _read(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
+        raise ModelFileError(f"{path}: no such model file (shipped models: {', '.join(shipped_models()) or 'none'})")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a corrupt file
@@ -77,6 +79,11 @@ def load_checkpoint(path: Path) -> dict:
 def export_weights(checkpoint_path: Path, out_path: Path, meta: Optional[dict] = None) -> Path:
     """Write the compact fp16 weight file of a training checkpoint."""
     blob = load_checkpoint(checkpoint_path)
+    log_path = Path(checkpoint_path).parent / "log.jsonl"
+    if log_path.exists():  # record the training budget beside the weights
+        records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        meta = {"train_cpu_minutes": round(sum(r["seconds"] for r in records) / 60.0, 1),
+                "final_valid_neg_elbo": -records[-1]["valid_elbo"], **(meta or {})}
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in blob["model"].items()}
     atomic_torch_save({
         "format": WEIGHTS_FORMAT,
@@ -87,9 +94,23 @@ def export_weights(checkpoint_path: Path, out_path: Path, meta: Optional[dict] =
     return Path(out_path)
 
 
-def load_model(path: Optional[Path] = None) -> SeReVAE:
-    """A float32 model in eval mode from a weight file or a checkpoint (default: the shipped model)."""
-    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+def shipped_models() -> list[str]:
+    return sorted(p.stem for p in MODELS_DIR.glob("*.pt"))
+
+
+def resolve_model(spec=None) -> Path:
+    """``None`` → the default model; a shipped model's name (``dlgm``) → its file; else a path."""
+    if spec is None:
+        return DEFAULT_MODEL_PATH
+    spec = str(spec)
+    if "/" not in spec and "\\" not in spec and (MODELS_DIR / f"{spec}.pt").is_file():
+        return MODELS_DIR / f"{spec}.pt"
+    return Path(spec)
+
+
+def load_model(spec=None) -> SeReVAE:
+    """A float32 model in eval mode from a shipped name, a weight file or a checkpoint."""
+    path = resolve_model(spec)
     blob = _read(path)
     model = SeReVAE(ModelConfig.from_dict(blob["model_config"]))
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["model"].items()}

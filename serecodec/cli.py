@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .checkpoint import DEFAULT_MODEL_PATH, ModelFileError, export_weights, load_model
+from .checkpoint import ModelFileError, export_weights, load_model, resolve_model
 from .data import NUM_PIXELS, DataError, fixed_test_set, load_mnist
 
 
@@ -52,8 +52,8 @@ def main():
 
 
 @main.command()
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Weight file or checkpoint (default: the shipped model).")
+@click.option("--model", "model_path", default=None, metavar="NAME|PATH",
+              help="A shipped model's name (default, dlgm) or a weight file / checkpoint (default: default).")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=".npy of binary images (default: the fixed binarized MNIST test set).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
@@ -87,18 +87,18 @@ def bpd(model_path, data_path, data_dir, limit, iw_samples, iw_limit, threads, a
     bar = tqdm(total=n_iw, desc=f"IW-{iw_samples}", unit="img", disable=quiet or iw_samples == 0, file=sys.stderr)
     result = evaluate(model, images, iw_samples=iw_samples, iw_limit=iw_limit, progress=bar.update)
     bar.close()
-    result = {"model": str(model_path or DEFAULT_MODEL_PATH), "data": source, "model_meta": getattr(model, "meta", {}),
+    result = {"model": str(resolve_model(model_path)), "data": source, "model_meta": getattr(model, "meta", {}),
               **result}
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
-    click.echo(f"model   {result['model']}")
-    click.echo(f"data    {source} ({result['images']} images)")
-    click.echo(f"-ELBO   {result['neg_elbo_nats']:.2f} nats/image  {result['neg_elbo_bpd']:.4f} bits/dim")
+    click.echo(f"{'model':<9s}{result['model']}")
+    click.echo(f"{'data':<9s}{source} ({result['images']} images)")
+    click.echo(f"{'-ELBO':<9s}{result['neg_elbo_nats']:.2f} nats/image  {result['neg_elbo_bpd']:.4f} bits/dim")
     if iw_samples:
-        click.echo(f"-IW-{iw_samples:<4d}{result['neg_iw_nats']:.2f} nats/image  {result['neg_iw_bpd']:.4f} bits/dim"
+        click.echo(f"{'-IW-' + str(iw_samples):<9s}{result['neg_iw_nats']:.2f} nats/image  {result['neg_iw_bpd']:.4f} bits/dim"
                    f"  (first {result['iw_images']} images; -ELBO on them {result['neg_elbo_nats_same_images']:.2f})")
-    click.echo("KL/layer " + " ".join(f"{v:.2f}" for v in result["kl_per_layer_nats"]))
+    click.echo(f"{'KL/layer':<9s}" + " ".join(f"{v:.2f}" for v in result["kl_per_layer_nats"]))
 
 
 @main.command()

@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""Test −ELBO and IW-k log-likelihood of shipped models on the fixed binarized MNIST test set.
+
+Writes results/likelihood.json and a Markdown table results/likelihood.md (pasted into the
+README verbatim).
+
+    python benchmarks/likelihood.py                    # default and dlgm, all 10,000 images, IW-1000
+    python benchmarks/likelihood.py --quick            # 500 images, IW-100 (CI-sized)
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import click
+import torch
+
+from serecodec.checkpoint import load_model, resolve_model
+from serecodec.data import fixed_test_set, load_mnist
+from serecodec.evaluate import evaluate
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| model | variant | epochs | CPU minutes | test images | −ELBO nats | −ELBO bits/dim "
+            "| IW-k | −log p(x) nats (IW) | bits/dim (IW) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    body = "".join(
+        f"| {r['name']} | {r['variant']} | {r['epochs']} | {r['train_cpu_minutes']} | {r['images']} "
+        f"| {r['neg_elbo_nats']:.2f} | {r['neg_elbo_bpd']:.4f} | {r.get('iw_samples', '-')} "
+        f"| {r.get('neg_iw_nats', float('nan')):.2f} | {r.get('neg_iw_bpd', float('nan')):.4f} |\n" for r in rows)
+    return head + body
+
+
+@click.command()
+@click.option("--models", default="default,dlgm", show_default=True, help="Comma-separated names or paths.")
+@click.option("--limit", type=int, default=None, help="Test images (default: all 10,000).")
+@click.option("--iw-samples", type=int, default=1000, show_default=True)
+@click.option("--quick", is_flag=True, help="500 images and IW-100, for a fast check.")
+@click.option("--data-dir", default=None)
+@click.option("--threads", type=int, default=None)
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
+def main(models, limit, iw_samples, quick, data_dir, threads, out_dir):
+    if threads:
+        torch.set_num_threads(threads)
+    if quick:
+        limit, iw_samples = limit or 500, min(iw_samples, 100)
+    images = fixed_test_set(load_mnist(data_dir))[:limit]
+    rows = []
+    for spec in models.split(","):
+        model = load_model(spec)
+        tic = time.time()
+        result = evaluate(model, images, iw_samples=iw_samples)
+        meta = getattr(model, "meta", {}) or {}
+        rows.append({"name": spec, "path": str(resolve_model(spec)), "variant": model.config.variant,
+                     "epochs": meta.get("epoch"), "train_cpu_minutes": meta.get("train_cpu_minutes"),
+                     "seconds": round(time.time() - tic, 1), **result})
+        click.echo(f"{spec}: -ELBO {result['neg_elbo_nats']:.2f}  -IW{iw_samples} "
+                   f"{result.get('neg_iw_nats', float('nan')):.2f} nats ({rows[-1]['seconds']} s)", err=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = "_quick" if quick else ""
+    report = {"benchmark": "likelihood", "data": "mnist test, binarized with default_rng(0)",
+              "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform(),
+                          "torch": torch.__version__},
+              "results": rows}
+    (out_dir / f"likelihood{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / f"likelihood{suffix}.md").write_text(markdown(rows))
+    click.echo(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
