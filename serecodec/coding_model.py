@@ -1,0 +1,327 @@
+"""The frozen, integer-exact coding model exported from a trained float SeRe-VAE.
+
+The float model is for training. For coding, ``export_coding_model`` freezes it: batch norm
+folded into the next linear layer, weights rounded to integers with a per-layer power-of-two
+scale, and every nonlinearity and Gaussian quantity replaced by an integer table (see
+``fixedpoint``). Every probability handed to the coder and every ẑ the networks see is then
+a function of integers only, identical on every machine.
+
+Latents are discretized into K = 2**bucket_bits buckets of equal mass under each conditional
+prior, so in bucket space the prior is exactly Uniform(K). A bucket's posterior mass is the
+difference of the posterior CDF at the bucket's edges; the networks see the bucket's
+representative value (its prior quantile at (i + ½)/K).
+
+The file (``.npz``) carries a content hash that archives name, so an archive is never decoded
+with a different model.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from scipy.special import expit, ndtr, ndtri
+
+from .fixedpoint import ACT_BITS, EXACT_LIMIT, Table, clamp_act, get_engine, round_shift
+from .gaussian import variance_from_output
+from .model import FreeAffine, FreeGaussian, GroupedMLP, SeReVAE
+
+CODING_FORMAT = "serecodec-coding-model-1"
+SIGMA_BITS = 16        # σ and 1/σ are int / 2**16
+CDF_BITS = 30          # posterior CDF values are int / 2**30
+PIXEL_BITS = 24        # pixel probabilities are int / 2**24
+MAX_WEIGHT_BITS = 20
+
+
+class CodingModelError(RuntimeError):
+    """A coding-model file that cannot be used; the message names the file."""
+
+
+def _softplus_elu(x: np.ndarray) -> np.ndarray:
+    return variance_from_output(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# integer networks
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class IntLinear:
+    weight: np.ndarray       # integer-valued float64, (in, out) or (G, in, out)
+    bias: np.ndarray         # int64 at scale 2**(in_bits + weight_bits)
+    shift: int               # in_bits + weight_bits − ACT_BITS
+
+    def __call__(self, x: np.ndarray, engine) -> np.ndarray:
+        return clamp_act(round_shift(engine.matmul(x, self.weight) + self.bias, self.shift))
+
+
+def _quantize_linear(weight: np.ndarray, bias: np.ndarray, in_bits: int, in_limit: float) -> IntLinear:
+    peak = float(np.abs(weight).max()) or 1.0
+    weight_bits = min(MAX_WEIGHT_BITS, 14 - int(np.ceil(np.log2(peak))))   # |w_int| < 2**15: int16
+    w_int = np.round(weight * 2.0 ** weight_bits)
+    b_int = np.round(bias * 2.0 ** (in_bits + weight_bits)).astype(np.int64)
+    bound = np.abs(w_int).sum(axis=-2).max() * in_limit + np.abs(b_int).max()
+    if not bound < EXACT_LIMIT:
+        raise ValueError(f"integer layer could overflow exact float64 sums ({bound:.3g})")
+    return IntLinear(w_int, b_int, in_bits + weight_bits - ACT_BITS)
+
+
+class IntMLP:
+    """Integer twin of ``GroupedMLP``: output (G, batch, out) at scale 2**ACT_BITS."""
+
+    def __init__(self, layers: list, groups: int, hidden: int, tanh: Optional[Table]) -> None:
+        self.layers, self.groups, self.hidden, self.tanh = layers, groups, hidden, tanh
+
+    def _act(self, h: np.ndarray) -> np.ndarray:
+        return self.tanh(h) if self.tanh is not None else np.maximum(h, 0)
+
+    def __call__(self, x: np.ndarray, engine) -> np.ndarray:
+        h = self._act(self.layers[0](x, engine))
+        h = h.reshape(len(x), self.groups, self.hidden).transpose(1, 0, 2)
+        for i, layer in enumerate(self.layers[1:], start=1):
+            h = layer(h, engine)
+            if i < len(self.layers) - 1 or self.tanh is not None:   # tanh nets have tanh outputs
+                h = self._act(h)
+        return h
+
+    @classmethod
+    def export(cls, mlp: GroupedMLP, in_bits: int, tanh: Optional[Table],
+               norm: Optional[torch.nn.Module] = None) -> "IntMLP":
+        w = mlp.first_weight.detach().double().numpy()
+        b = mlp.first_bias.detach().double().numpy()
+        if isinstance(norm, torch.nn.BatchNorm1d):          # fold x·a + c into the first layer
+            a = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).detach().double().numpy()
+            c = norm.bias.detach().double().numpy() - norm.running_mean.detach().double().numpy() * a
+            w, b = a[:, None] * w, b + c @ w
+        in_limit = 1.0 if in_bits == 0 else float(1 << (ACT_BITS + 10))
+        layers = [_quantize_linear(w, b, in_bits, in_limit)]
+        for weight, bias in zip(mlp.weights, mlp.biases):
+            layers.append(_quantize_linear(weight.detach().double().numpy(), bias.detach().double().numpy(),
+                                           ACT_BITS, float(1 << (ACT_BITS + 10))))
+        return cls(layers, mlp.groups, mlp.hidden, tanh)
+
+
+# ---------------------------------------------------------------------------------------------
+# the coding model
+# ---------------------------------------------------------------------------------------------
+class CodingModel:
+    """Integer-exact prior, posterior, bijectors and decoder of a SeRe-VAE, with bucket tables."""
+
+    def __init__(self, arrays: dict, engine: str = "numpy") -> None:
+        self.arrays = arrays
+        self.meta = json.loads(bytes(arrays["meta_json"]).decode())
+        self.hash = content_hash(arrays)
+        self.engine = get_engine(engine)
+        m = self.meta
+        self.num_layers, self.latent_dim, self.pixels = m["num_layers"], m["latent_dim"], m["image_pixels"]
+        self.bucket_bits = m["bucket_bits"]
+        self.buckets = 1 << self.bucket_bits
+        self.tables = {name: Table.from_state({k.split("/", 2)[2]: v for k, v in arrays.items()
+                                               if k.startswith(f"table/{name}/")})
+                       for name in ("tanh", "sigma", "inv_sigma", "diag", "phi", "sigmoid")}
+        self.quantile = arrays["quantile"]          # Φ⁻¹(i/K), i = 1..K−1, at 2**ACT_BITS
+        self.representative = arrays["representative"]   # Φ⁻¹((i+½)/K), i = 0..K−1
+        self.nets = {name: self._load_mlp(name) for name in self.meta["nets"]}
+        self.constants = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("const/")}
+
+    def _load_mlp(self, name: str) -> IntMLP:
+        spec = self.meta["nets"][name]
+        layers = [IntLinear(self.arrays[f"net/{name}/{i}/w"].astype(np.float64), self.arrays[f"net/{name}/{i}/b"],
+                            int(self.arrays[f"net/{name}/{i}/shift"])) for i in range(spec["depth"])]
+        return IntMLP(layers, spec["groups"], spec["hidden"], self.tables["tanh"] if spec["tanh"] else None)
+
+    def with_engine(self, engine: str) -> "CodingModel":
+        return CodingModel(self.arrays, engine)
+
+    # -- pieces of the hierarchy, all integer in and integer out --------------------------------
+    def evidence(self, x: np.ndarray) -> np.ndarray:
+        """(L, B, F) evidence features of binary images x (B, pixels)."""
+        return self.nets["evidence"](np.asarray(x, dtype=np.int64), self.engine)
+
+    def prior(self, layer: int, z_prev: Optional[np.ndarray], batch: int):
+        """(loc at 2**ACT_BITS, σ at 2**SIGMA_BITS), each (B, n)."""
+        name = f"prior{layer}"
+        if name in self.nets:
+            loc, raw = self.nets[name](z_prev, self.engine)
+            return loc, self.tables["sigma"](raw)
+        loc, sigma = self.constants[f"prior{layer}_loc"], self.constants[f"prior{layer}_sigma"]
+        return np.broadcast_to(loc, (batch, self.latent_dim)), np.broadcast_to(sigma, (batch, self.latent_dim))
+
+    def posterior(self, layer: int, evidence: np.ndarray, z_prev: Optional[np.ndarray]):
+        """(loc at 2**ACT_BITS, 1/σ at 2**SIGMA_BITS), each (B, n)."""
+        name = f"latent{layer}"
+        features = evidence if name not in self.nets else np.concatenate(
+            [evidence, self.nets[name](z_prev, self.engine)[0]], axis=-1)
+        loc, raw = self.nets[f"posterior{layer}"](features, self.engine)
+        return loc, self.tables["inv_sigma"](raw)
+
+    def transform(self, layer: int, eps: np.ndarray, z_prev: Optional[np.ndarray]) -> np.ndarray:
+        """ẑ_l = b + (diag(d) + u uᵀ) ε̂_l in fixed point."""
+        name = f"bijector{layer}"
+        if name in self.nets:
+            shift, raw_diag, factor = self.nets[name](z_prev, self.engine)
+            diag = self.tables["diag"](raw_diag)
+        else:
+            shift, diag, factor = (self.constants[f"bijector0_{k}"] for k in ("shift", "diag", "factor"))
+        dot = round_shift((factor * eps).sum(-1, keepdims=True), ACT_BITS)
+        return clamp_act(shift + round_shift(diag * eps, ACT_BITS) + round_shift(factor * dot, ACT_BITS))
+
+    def bucket_masses(self, prior_loc, prior_sigma, post_loc, post_inv_sigma) -> np.ndarray:
+        """(B, n, K) integer posterior masses of the K equal-prior-mass buckets (sum 2**CDF_BITS)."""
+        edges = (prior_loc[..., None] << SIGMA_BITS) + prior_sigma[..., None] * self.quantile
+        diff = edges - (post_loc[..., None] << SIGMA_BITS)
+        t = round_shift(diff * post_inv_sigma[..., None], 2 * SIGMA_BITS)
+        cdf = self.tables["phi"](t)
+        shape = cdf.shape[:-1] + (1,)
+        cdf = np.concatenate([np.zeros(shape, np.int64), cdf, np.full(shape, 1 << CDF_BITS, np.int64)], axis=-1)
+        return np.diff(cdf, axis=-1)
+
+    def bucket_value(self, prior_loc, prior_sigma, index: np.ndarray) -> np.ndarray:
+        """ε̂ = μ_p + σ_p Φ⁻¹((i + ½)/K) at 2**ACT_BITS."""
+        return clamp_act(prior_loc + round_shift(prior_sigma * self.representative[index], SIGMA_BITS))
+
+    def pixel_probabilities(self, zs: list) -> np.ndarray:
+        """P(pixel = 1) as int / 2**PIXEL_BITS, in [1, 2**PIXEL_BITS − 1], shape (B, pixels)."""
+        logits = self.nets["decoder"](np.concatenate(zs, axis=-1), self.engine)[0]
+        return self.tables["sigmoid"](logits)
+
+    # -- expected code length without running the coder ----------------------------------------
+    def expected_rate(self, images: np.ndarray, seed: int = 0) -> dict:
+        """One-sample estimate of the bits-back code length (nats/image) with the discrete posterior.
+
+        Rate = −log p(x | ẑ) + Σ_l [log K + log q(bucket_l)] with buckets drawn from q: what the
+        coder pays on average, up to the ANS overhead. This is the coding model's −ELBO.
+        """
+        rng = np.random.default_rng(seed)
+        x = np.asarray(images, dtype=np.int64).reshape(len(images), -1)
+        evidence = self.evidence(x)
+        zs, z_prev, kl = [], None, np.zeros(len(x))
+        for layer in range(self.num_layers):
+            p_loc, p_sigma = self.prior(layer, z_prev, len(x))
+            q_loc, q_inv = self.posterior(layer, evidence[layer], z_prev)
+            masses = self.bucket_masses(p_loc, p_sigma, q_loc, q_inv).astype(np.float64)
+            probs = np.maximum(masses, 0.5) / np.maximum(masses, 0.5).sum(-1, keepdims=True)
+            cum = probs.cumsum(-1)
+            index = (rng.random(cum.shape[:-1] + (1,)) > cum).sum(-1).clip(0, self.buckets - 1)
+            chosen = np.take_along_axis(probs, index[..., None], -1)[..., 0]
+            kl += (np.log(chosen) + self.bucket_bits * np.log(2.0)).sum(-1)
+            z_prev = self.transform(layer, self.bucket_value(p_loc, p_sigma, index), z_prev)
+            zs.append(z_prev)
+        p1 = self.pixel_probabilities(zs) / float(1 << PIXEL_BITS)
+        recon = -np.where(x == 1, np.log(p1), np.log1p(-p1)).sum(-1)
+        return {"neg_elbo_nats": float((recon + kl).mean()), "recon_nats": float(recon.mean()),
+                "kl_nats": float(kl.mean())}
+
+
+# ---------------------------------------------------------------------------------------------
+# export, hashing, files
+# ---------------------------------------------------------------------------------------------
+def _tables(bucket_bits: int) -> dict:
+    one = 1 << ACT_BITS
+    tables = {
+        "tanh": Table.build(np.tanh, -8 * one, 8 * one, 2, ACT_BITS, ACT_BITS),
+        "sigma": Table.build(lambda r: np.sqrt(_softplus_elu(r)), -8 * one, 64 * one, 4, ACT_BITS, SIGMA_BITS),
+        "inv_sigma": Table.build(lambda r: 1 / np.sqrt(_softplus_elu(r)), -8 * one, 64 * one, 4, ACT_BITS, SIGMA_BITS),
+        "diag": Table.build(_softplus_elu, -one, one, 0, ACT_BITS, ACT_BITS),
+        "phi": Table.build(ndtr, -10 * one, 10 * one, 4, ACT_BITS, CDF_BITS),
+        "sigmoid": Table.build(lambda v: np.clip(expit(v), 2.0 ** -PIXEL_BITS, 1 - 2.0 ** -PIXEL_BITS),
+                               -24 * one, 24 * one, 4, ACT_BITS, PIXEL_BITS),
+    }
+    return {f"table/{name}/{k}": v for name, t in tables.items() for k, v in t.state().items()}
+
+
+def export_coding_model(model: SeReVAE, bucket_bits: int = 8, source: str = "") -> dict:
+    """Freeze a trained float model into the arrays of an integer coding model."""
+    model = model.eval()
+    cfg = model.config
+    arrays = _tables(bucket_bits)
+    tanh = Table.from_state({k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith("table/tanh/")})
+    sigma = Table.from_state({k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith("table/sigma/")})
+    diag_table = Table.from_state({k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith("table/diag/")})
+    K = 1 << bucket_bits
+    arrays["quantile"] = np.round(ndtri(np.arange(1, K) / K) * (1 << ACT_BITS)).astype(np.int64)
+    arrays["representative"] = np.round(ndtri((np.arange(K) + 0.5) / K) * (1 << ACT_BITS)).astype(np.int64)
+    nets: dict = {}
+
+    def add(name: str, mlp: GroupedMLP, in_bits: int, use_tanh: bool = False, norm=None) -> None:
+        net = IntMLP.export(mlp, in_bits, tanh if use_tanh else None, norm)
+        nets[name] = {"depth": len(net.layers), "groups": net.groups, "hidden": net.hidden, "tanh": use_tanh}
+        for i, layer in enumerate(net.layers):
+            arrays[f"net/{name}/{i}/w"] = layer.weight.astype(np.int16)
+            arrays[f"net/{name}/{i}/b"] = layer.bias
+            arrays[f"net/{name}/{i}/shift"] = np.int64(layer.shift)
+
+    def to_fixed(t: torch.Tensor, bits: int = ACT_BITS) -> np.ndarray:
+        return np.round(t.detach().double().numpy() * (1 << bits)).astype(np.int64)
+
+    add("evidence", model.evidence, in_bits=0)
+    for layer in range(cfg.num_layers):
+        norm = model.norms[layer]
+        if isinstance(model.latent_encoders[layer], GroupedMLP):
+            add(f"latent{layer}", model.latent_encoders[layer], ACT_BITS, norm=norm)
+        add(f"posterior{layer}", model.posteriors[layer], ACT_BITS)
+        prior = model.priors[layer]
+        if isinstance(prior, GroupedMLP):
+            add(f"prior{layer}", prior, ACT_BITS, norm=norm)
+        else:
+            loc = to_fixed(prior.loc) if isinstance(prior, FreeGaussian) else np.zeros(cfg.latent_dim, np.int64)
+            raw = to_fixed(prior.raw_var) if isinstance(prior, FreeGaussian) else np.full(
+                cfg.latent_dim, round(float(np.log(np.e - 1)) * (1 << ACT_BITS)), np.int64)
+            arrays[f"const/prior{layer}_loc"], arrays[f"const/prior{layer}_sigma"] = loc, sigma(raw)
+        bij = model.bijectors[layer]
+        if isinstance(bij, FreeAffine):
+            arrays["const/bijector0_shift"] = to_fixed(bij.shift)
+            arrays["const/bijector0_diag"] = to_fixed(variance_from_output(bij.raw_diag))
+            arrays["const/bijector0_factor"] = to_fixed(bij.factor)
+        else:
+            add(f"bijector{layer}", bij, ACT_BITS, use_tanh=True, norm=norm)
+    assert diag_table is not None
+    add("decoder", model.decoder, ACT_BITS, norm=model.decoder_norm)
+    meta = {"format": CODING_FORMAT, "num_layers": cfg.num_layers, "latent_dim": cfg.latent_dim,
+            "image_pixels": cfg.image_pixels, "bucket_bits": bucket_bits, "variant": cfg.variant,
+            "nets": nets, "source": source}
+    arrays["meta_json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    return arrays
+
+
+def content_hash(arrays: dict) -> str:
+    """sha256 over names, dtypes, shapes and bytes of every array, in sorted order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def save_coding_model(arrays: dict, path: Path) -> str:
+    """Write atomically; returns the content hash."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(buffer.getvalue())
+    os.replace(tmp, path)
+    return content_hash(arrays)
+
+
+def load_coding_model(path: Path, engine: str = "numpy") -> CodingModel:
+    path = Path(path)
+    if not path.is_file():
+        raise CodingModelError(f"{path}: no such coding model file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        meta = json.loads(bytes(arrays["meta_json"]).decode())
+    except Exception as exc:
+        raise CodingModelError(f"{path}: not a readable coding model ({type(exc).__name__})") from None
+    if meta.get("format") != CODING_FORMAT:
+        raise CodingModelError(f"{path}: unknown coding model format {meta.get('format')!r}")
+    return CodingModel(arrays, engine)
