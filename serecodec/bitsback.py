@@ -1,0 +1,129 @@
+"""Bits-back ANS coding of images with the integer coding model (DESIGN §3, as in HiLLoC).
+
+For a batch of images on one ANS stack:
+
+    encode:  for l = 1..L: pop ε̂_l from q(· | ẑ_{l−1}, x)       (bits back)
+             push x under p(x | ẑ_{1:L})
+             for l = L..1: push ε̂_l under p(· | ẑ_{l−1}) = Uniform(K)
+    decode:  the exact mirror.
+
+All images of an archive chain on one stack; the stack starts from explicit initial words
+that decoding must restore at the end (an integrity check). A pop needs bits on the stack:
+the entropy of a K-bucket posterior is at most log2 K bits per latent, so a batch is only as
+large as the bits already on the stack can pay for; the batch sizes go in the archive.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional
+
+import constriction
+import numpy as np
+
+from .coding_model import PIXEL_BITS, CodingModel
+
+INITIAL_WORDS = 32          # 1024 bits: enough for the first image's posterior pops
+HEAD_RESERVE_BITS = 64      # keep at least this many valid bits beyond a batch's expected pops
+
+_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
+_BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
+
+
+class StackIntegrityError(RuntimeError):
+    """Decoding did not restore the initial stack: the payload is corrupt or from another model."""
+
+
+def initial_words(count: int = INITIAL_WORDS, seed: int = 0x5E2E) -> np.ndarray:
+    words = np.random.default_rng(seed).integers(1, 1 << 32, size=count, dtype=np.uint64)
+    return words.astype(np.uint32)
+
+
+def bits_per_image_bound(model: CodingModel) -> int:
+    """Expected bits popped per image are at most L · n · log2 K (max entropy of the buckets)."""
+    return model.num_layers * model.latent_dim * model.bucket_bits
+
+
+class BitsBackEncoder:
+    """Appends batches of binary images to one ANS stack."""
+
+    def __init__(self, model: CodingModel, max_batch: int = 256) -> None:
+        self.model, self.max_batch = model, max_batch
+        self.coder = constriction.stream.stack.AnsCoder(initial_words())
+        self.batch_sizes: list[int] = []
+
+    def affordable_batch(self) -> int:
+        """The largest batch whose posterior pops the stack's bits can pay for."""
+        spare = self.coder.num_valid_bits() - HEAD_RESERVE_BITS
+        return int(max(0, min(self.max_batch, spare // bits_per_image_bound(self.model))))
+
+    def push(self, images: np.ndarray) -> None:
+        """Encode images (N, pixels) of 0/1, in as many batches as the stack affords."""
+        images = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
+        start = 0
+        while start < len(images):
+            size = min(self.affordable_batch(), len(images) - start)
+            if size == 0:
+                raise RuntimeError("bits-back stack has too few bits for even one image")
+            self._encode_batch(images[start:start + size])
+            self.batch_sizes.append(size)
+            start += size
+
+    def _encode_batch(self, x: np.ndarray) -> None:
+        m, coder, batch = self.model, self.coder, len(x)
+        xi = x.astype(np.int64)
+        evidence = m.evidence(xi)
+        z_prev, zs, indices = None, [], []
+        for layer in range(m.num_layers):
+            p_loc, p_sigma = m.prior(layer, z_prev, batch)
+            q_loc, q_inv = m.posterior(layer, evidence[layer], z_prev)
+            masses = m.bucket_masses(p_loc, p_sigma, q_loc, q_inv).reshape(-1, m.buckets)
+            index = coder.decode(_CATEGORICAL, masses.astype(np.float64)).reshape(batch, m.latent_dim)
+            indices.append(index)
+            z_prev = m.transform(layer, m.bucket_value(p_loc, p_sigma, index), z_prev)
+            zs.append(z_prev)
+        if coder.num_valid_bits() < 32:      # cannot happen with affordable_batch; never silently
+            raise RuntimeError("bits-back stack ran dry during posterior pops")
+        p1 = m.pixel_probabilities(zs).reshape(-1) / float(1 << PIXEL_BITS)
+        coder.encode_reverse(x.reshape(-1).astype(np.int32), _BERNOULLI, p1)
+        uniform = constriction.stream.model.Uniform(m.buckets)
+        for index in reversed(indices):
+            coder.encode_reverse(index.reshape(-1).astype(np.int32), uniform)
+
+    def compressed(self) -> np.ndarray:
+        return self.coder.get_compressed()
+
+
+def decode_images(model: CodingModel, compressed: np.ndarray, batch_sizes: Iterable[int],
+                  progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    """Pop every batch (last encoded first), check the initial words are back, return images in order."""
+    coder = constriction.stream.stack.AnsCoder(np.asarray(compressed, dtype=np.uint32))
+    batches = []
+    for size in reversed(list(batch_sizes)):
+        batches.append(_decode_batch(model, coder, size))
+        if progress:
+            progress(size)
+    if not np.array_equal(coder.get_compressed(), initial_words()):
+        raise StackIntegrityError("the stack did not return to its initial bits")
+    if not batches:
+        return np.zeros((0, model.pixels), dtype=np.uint8)
+    return np.concatenate(batches[::-1], axis=0)
+
+
+def _decode_batch(m: CodingModel, coder, batch: int) -> np.ndarray:
+    uniform = constriction.stream.model.Uniform(m.buckets)
+    z_prev, zs, indices, priors = None, [], [], []
+    for layer in range(m.num_layers):
+        index = coder.decode(uniform, batch * m.latent_dim).reshape(batch, m.latent_dim)
+        p_loc, p_sigma = m.prior(layer, z_prev, batch)
+        indices.append(index)
+        priors.append((p_loc, p_sigma))
+        z_prev = m.transform(layer, m.bucket_value(p_loc, p_sigma, index), z_prev)
+        zs.append(z_prev)
+    p1 = m.pixel_probabilities(zs).reshape(-1) / float(1 << PIXEL_BITS)
+    x = coder.decode(_BERNOULLI, p1).reshape(batch, m.pixels).astype(np.uint8)
+    evidence = m.evidence(x.astype(np.int64))
+    for layer in reversed(range(m.num_layers)):
+        z_in = zs[layer - 1] if layer > 0 else None
+        q_loc, q_inv = m.posterior(layer, evidence[layer], z_in)
+        masses = m.bucket_masses(*priors[layer], q_loc, q_inv).reshape(-1, m.buckets)
+        coder.encode_reverse(indices[layer].reshape(-1).astype(np.int32), _CATEGORICAL, masses.astype(np.float64))
+    return x
