@@ -1,0 +1,113 @@
+"""The archive container: a small fixed header, optional names, batch sizes, ANS payload.
+
+Layout (little-endian):
+
+    offset  size  field
+    0       4     magic b"SeRe"
+    4       1     format version (1)
+    5       1     flags: bit 0 = names present
+    6       32    sha256 content hash of the coding model
+    38      4     image count N
+    42      2     image height, 2 width
+    46      4     CRC-32 of the decoded pixels (N·H·W bytes of 0/1, row-major)
+    50      4     number of batches B
+    54      2·B   batch sizes, in encoding order
+    ...     4+n   if names: byte length n, then UTF-8 JSON list of N names
+    ...     4+4w  payload length w in 32-bit words, then the words
+
+Every read is bounds-checked, so a truncated or corrupted archive gives a clear error rather
+than garbage; the CRC and the bits-back stack check catch the rest.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+MAGIC = b"SeRe"
+VERSION = 1
+FLAG_NAMES = 1
+_FIXED = struct.Struct("<4sBB32sIHHII")
+
+
+class ArchiveError(ValueError):
+    """The bytes are not a readable archive; the message says why."""
+
+
+@dataclass
+class Archive:
+    model_hash: str
+    count: int
+    height: int
+    width: int
+    pixel_crc: int
+    batch_sizes: list
+    payload: np.ndarray                      # uint32 words
+    names: Optional[list] = field(default=None)
+
+    @property
+    def payload_bits(self) -> int:
+        return 32 * len(self.payload)
+
+    def to_bytes(self) -> bytes:
+        flags = FLAG_NAMES if self.names is not None else 0
+        parts = [_FIXED.pack(MAGIC, VERSION, flags, bytes.fromhex(self.model_hash), self.count, self.height,
+                             self.width, self.pixel_crc, len(self.batch_sizes)),
+                 np.asarray(self.batch_sizes, dtype="<u2").tobytes()]
+        if self.names is not None:
+            encoded = json.dumps(self.names, ensure_ascii=False).encode("utf-8")
+            parts += [struct.pack("<I", len(encoded)), encoded]
+        parts += [struct.pack("<I", len(self.payload)), np.asarray(self.payload, dtype="<u4").tobytes()]
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Archive":
+        reader = _Reader(data)
+        magic, version, flags, digest, count, height, width, crc, nbatch = reader.unpack(_FIXED, "header")
+        if magic != MAGIC:
+            raise ArchiveError("not a serecodec archive (bad magic bytes)")
+        if version != VERSION:
+            raise ArchiveError(f"archive format version {version} is not supported (this reader knows {VERSION})")
+        sizes = np.frombuffer(reader.take(2 * nbatch, "batch sizes"), dtype="<u2").astype(int).tolist()
+        if sum(sizes) != count:
+            raise ArchiveError(f"header is inconsistent: batches hold {sum(sizes)} images, count says {count}")
+        names = None
+        if flags & FLAG_NAMES:
+            (length,) = reader.unpack(struct.Struct("<I"), "names length")
+            try:
+                names = json.loads(reader.take(length, "names").decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise ArchiveError("file names are corrupted") from None
+            if not isinstance(names, list) or len(names) != count:
+                raise ArchiveError("file names are corrupted")
+        (words,) = reader.unpack(struct.Struct("<I"), "payload length")
+        payload = np.frombuffer(reader.take(4 * words, "payload"), dtype="<u4").astype(np.uint32)
+        if reader.remaining():
+            raise ArchiveError(f"{reader.remaining()} unexpected bytes after the payload")
+        return cls(digest.hex(), count, height, width, crc, sizes, payload, names)
+
+
+def pixel_crc(images: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(images, dtype=np.uint8).tobytes()) & 0xFFFFFFFF
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = memoryview(data), 0
+
+    def take(self, size: int, what: str) -> bytes:
+        if self.pos + size > len(self.data):
+            raise ArchiveError(f"truncated archive (ends inside the {what})")
+        chunk = bytes(self.data[self.pos:self.pos + size])
+        self.pos += size
+        return chunk
+
+    def unpack(self, fmt: struct.Struct, what: str):
+        return fmt.unpack(self.take(fmt.size, what))
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos

@@ -1,0 +1,95 @@
+"""The Python API: ``Codec().compress(images) -> bytes`` and ``Codec().decompress(bytes)``.
+
+    >>> from serecodec import Codec
+    >>> codec = Codec()                          # the shipped default coding model
+    >>> data = codec.compress(images)            # images: (N, 28, 28) array of 0/1
+    >>> assert (codec.decompress(data) == images).all()
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .archive import Archive, ArchiveError, pixel_crc
+from .bitsback import BitsBackEncoder, StackIntegrityError, decode_images
+from .coding_model import CodingModel, CodingModelError, load_coding_model
+from .checkpoint import MODELS_DIR
+
+DEFAULT_CODING_MODEL = MODELS_DIR / "default.coding.npz"
+
+
+def resolve_coding_model(spec=None) -> Path:
+    """``None`` → the shipped default; a shipped name → its ``NAME.coding.npz``; else a path."""
+    if spec is None:
+        return DEFAULT_CODING_MODEL
+    spec = str(spec)
+    shipped = MODELS_DIR / f"{spec}.coding.npz"
+    if "/" not in spec and shipped.is_file():
+        return shipped
+    return Path(spec)
+
+
+class Codec:
+    """Lossless compression of binary images with bits-back ANS over the SeRe-VAE hierarchy."""
+
+    def __init__(self, model=None, engine: str = "numpy", max_batch: int = 256) -> None:
+        self.model: CodingModel = model if isinstance(model, CodingModel) else load_coding_model(
+            resolve_coding_model(model), engine)
+        self.max_batch = max_batch
+        self.shape = (28, 28)
+
+    def _check(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        if images.ndim == 2 and images.shape[1] == self.model.pixels:
+            images = images.reshape(len(images), *self.shape)
+        if images.ndim != 3 or images.shape[1:] != self.shape:
+            raise ValueError(f"images must have shape (N, 28, 28), got {images.shape}")
+        if not np.isin(images, (0, 1)).all():
+            raise ValueError("pixels must be 0 or 1")
+        return images.astype(np.uint8)
+
+    def encoder(self) -> BitsBackEncoder:
+        return BitsBackEncoder(self.model, self.max_batch)
+
+    def compress(self, images, names: Optional[Sequence[str]] = None,
+                 progress: Optional[Callable[[int], None]] = None) -> bytes:
+        images = self._check(images)
+        if names is not None and len(names) != len(images):
+            raise ValueError("one name per image")
+        encoder = self.encoder()
+        step = max(1, self.max_batch * 8)
+        for start in range(0, len(images), step):
+            encoder.push(images[start:start + step].reshape(-1, self.model.pixels))
+            if progress:
+                progress(len(images[start:start + step]))
+        return Archive(self.model.hash, len(images), *self.shape, pixel_crc(images), encoder.batch_sizes,
+                       encoder.compressed(), list(names) if names is not None else None).to_bytes()
+
+    def read(self, data: bytes) -> Archive:
+        archive = Archive.from_bytes(data)
+        if archive.model_hash != self.model.hash:
+            raise ArchiveError(f"archive was made with coding model {archive.model_hash[:16]}…, "
+                               f"not this one ({self.model.hash[:16]}…); pass the matching --model")
+        if (archive.height, archive.width) != self.shape:
+            raise ArchiveError(f"archive holds {archive.height}x{archive.width} images; this model codes 28x28")
+        return archive
+
+    def decompress(self, data: bytes, progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+        return self.decompress_archive(self.read(data), progress)
+
+    def decompress_archive(self, archive: Archive, progress=None) -> np.ndarray:
+        try:
+            flat = decode_images(self.model, archive.payload, archive.batch_sizes, progress)
+        except StackIntegrityError:
+            raise ArchiveError("corrupted archive: the bits-back stack did not return to its initial state") from None
+        except (ValueError, RuntimeError) as exc:   # the coder refuses impossible states
+            raise ArchiveError(f"corrupted archive ({exc})") from None
+        images = flat.reshape(archive.count, *self.shape)
+        if pixel_crc(images) != archive.pixel_crc:
+            raise ArchiveError("corrupted archive: decoded pixels fail the CRC-32 check")
+        return images
+
+
+__all__ = ["Codec", "ArchiveError", "CodingModelError", "resolve_coding_model"]
