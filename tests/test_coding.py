@@ -1,0 +1,169 @@
+"""The coder on real digits with the shipped coding model: exact round trips, integrity, determinism."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from serecodec.archive import Archive, ArchiveError
+from serecodec.bitsback import INITIAL_WORDS
+from serecodec.codec import Codec
+from serecodec.coding_model import (CodingModel, CodingModelError, content_hash, export_coding_model,
+                                    load_coding_model, save_coding_model)
+from serecodec.model import SeReVAE
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return Codec()
+
+
+@pytest.fixture(scope="module")
+def squares(digits):
+    return digits.reshape(-1, 28, 28)
+
+
+def test_fixture_round_trip_is_bit_exact_and_near_the_elbo(codec, squares):
+    data = codec.compress(squares)
+    decoded = codec.decompress(data)
+    assert decoded.dtype == np.uint8 and decoded.shape == squares.shape
+    assert np.array_equal(decoded, squares)               # every pixel of every image
+    archive = codec.read(data)
+    net_nats = (archive.payload_bits - 32 * INITIAL_WORDS) * np.log(2) / len(squares)
+    expected = codec.model.expected_rate(squares.reshape(len(squares), -1))["neg_elbo_nats"]
+    assert net_nats < 1.02 * expected, (net_nats, expected)
+    assert 8 * len(data) / squares.size < 0.25            # far below 1 bit per pixel
+
+
+SPECIAL = {
+    "all0": np.zeros((28, 28), np.uint8),
+    "all1": np.ones((28, 28), np.uint8),
+    "checker": (np.indices((28, 28)).sum(0) % 2).astype(np.uint8),
+    "noise": np.random.default_rng(1).integers(0, 2, (28, 28)).astype(np.uint8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPECIAL))
+def test_unusual_images_round_trip(codec, name):
+    images = np.stack([SPECIAL[name]] * 3)
+    assert np.array_equal(codec.decompress(codec.compress(images)), images)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 4).flatmap(lambda n: st.lists(
+    st.lists(st.booleans(), min_size=784, max_size=784), min_size=n, max_size=n)))
+def test_generated_binary_images_round_trip(codec, pixel_lists):
+    images = np.array(pixel_lists, dtype=np.uint8).reshape(-1, 28, 28)
+    assert np.array_equal(codec.decompress(codec.compress(images)), images)
+
+
+def test_many_small_batches_chain_on_one_stack(squares):
+    codec = Codec(max_batch=3)
+    data = codec.compress(squares[:60])
+    assert len(codec.read(data).batch_sizes) >= 20
+    assert np.array_equal(codec.decompress(data), squares[:60])
+
+
+def test_names_survive(codec, squares):
+    names = [f"dir/digit {i}" for i in range(5)]
+    data = codec.compress(squares[:5], names=names)
+    assert codec.read(data).names == names
+
+
+def test_every_flipped_payload_byte_is_detected(codec, squares):
+    data = bytearray(codec.compress(squares[:20]))
+    archive = codec.read(bytes(data))
+    payload_start = len(data) - 4 * len(archive.payload)
+    rng = np.random.default_rng(0)
+    for pos in rng.choice(np.arange(payload_start, len(data)), size=12, replace=False):
+        broken = bytearray(data)
+        broken[pos] ^= 0x10
+        with pytest.raises(ArchiveError, match="corrupted"):
+            codec.decompress(bytes(broken))
+
+
+def test_header_damage_and_truncation_are_detected(codec, squares):
+    data = codec.compress(squares[:10])
+    with pytest.raises(ArchiveError, match="bad magic"):
+        codec.decompress(b"XXXX" + data[4:])
+    with pytest.raises(ArchiveError, match="version 9"):
+        codec.decompress(data[:4] + b"\x09" + data[5:])
+    with pytest.raises(ArchiveError, match="coding model"):
+        codec.decompress(data[:6] + bytes(32) + data[38:])
+    for cut in (3, 40, len(data) // 2, len(data) - 1):
+        with pytest.raises(ArchiveError, match="truncated"):
+            codec.decompress(data[:cut])
+    with pytest.raises(ArchiveError, match="unexpected bytes"):
+        codec.decompress(data + b"\0")
+
+
+@pytest.fixture(scope="module")
+def other_model():
+    torch.manual_seed(5)
+    return CodingModel(export_coding_model(SeReVAE(tiny_config(num_layers=2)).eval()))
+
+
+def test_archive_from_another_model_is_refused(codec, squares, other_model):
+    data = Codec(other_model).compress(squares[:4])
+    with pytest.raises(ArchiveError, match="made with coding model"):
+        codec.decompress(data)
+    assert np.array_equal(Codec(other_model).decompress(data), squares[:4])  # an untrained model is still lossless
+
+
+def test_probabilities_do_not_depend_on_batch_size_threads_or_engine(codec, squares):
+    x = squares[:64].reshape(64, -1).astype(np.int64)
+
+    def trace(model, xs):
+        ev = model.evidence(xs)
+        out, z = [], None
+        for layer in range(model.num_layers):
+            p = model.prior(layer, z, len(xs))
+            q = model.posterior(layer, ev[layer], z)
+            masses = model.bucket_masses(*p, *q)
+            out.append(masses)
+            z = model.transform(layer, model.bucket_value(*p, masses.argmax(-1)), z)
+            out.append(z)
+        return out
+
+    batched = trace(codec.model, x)
+    singles = [trace(codec.model, x[i:i + 1]) for i in range(0, 64, 9)]
+    for j, single in zip(range(0, 64, 9), singles):
+        for a, b in zip(batched, single):
+            assert np.array_equal(a[j:j + 1], b)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            for a, b in zip(batched, trace(codec.model.with_engine("torch"), x)):
+                assert np.array_equal(a, b)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_encode_with_numpy_decode_with_torch(squares):
+    data = Codec(engine="numpy").compress(squares[:50])
+    assert np.array_equal(Codec(engine="torch").decompress(data), squares[:50])
+    assert Codec(engine="torch").compress(squares[:50]) == data
+
+
+def test_coding_model_file_round_trip_and_hash(tmp_path, other_model):
+    path = tmp_path / "m.coding.npz"
+    digest = save_coding_model(other_model.arrays, path)
+    loaded = load_coding_model(path)
+    assert loaded.hash == digest == other_model.hash
+    changed = dict(other_model.arrays)
+    changed["quantile"] = changed["quantile"] + 1
+    assert content_hash(changed) != digest
+    (tmp_path / "junk.npz").write_bytes(b"not a model")
+    with pytest.raises(CodingModelError, match="junk.npz"):
+        load_coding_model(tmp_path / "junk.npz")
+    with pytest.raises(CodingModelError, match="no such"):
+        load_coding_model(tmp_path / "missing.npz")
+
+
+def test_archive_header_fields_round_trip():
+    archive = Archive("ab" * 32, 3, 28, 28, 1234, [1, 2], np.arange(5, dtype=np.uint32), ["a", "b", "c"])
+    again = Archive.from_bytes(archive.to_bytes())
+    assert again.names == ["a", "b", "c"] and again.batch_sizes == [1, 2] and again.pixel_crc == 1234
+    assert np.array_equal(again.payload, archive.payload) and again.model_hash == "ab" * 32
