@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy.special import expit, ndtr, ndtri
 
-from .fixedpoint import ACT_BITS, EXACT_LIMIT, Table, clamp_act, get_engine, round_shift
+from .fixedpoint import ACT_BITS, ACT_LIMIT, EXACT_LIMIT, Table, clamp_act, get_engine, round_shift
 from .gaussian import variance_from_output
 from .model import FreeAffine, FreeGaussian, GroupedMLP, SeReVAE
 
@@ -37,7 +37,8 @@ CODING_FORMAT = "serecodec-coding-model-1"
 SIGMA_BITS = 16        # σ and 1/σ are int / 2**16
 CDF_BITS = 30          # posterior CDF values are int / 2**30
 PIXEL_BITS = 24        # pixel probabilities are int / 2**24
-MAX_WEIGHT_BITS = 20
+MAX_WEIGHT_BITS = 24
+WEIGHT_PEAK_BITS = 14  # the largest weight of a layer maps to < 2**15 (int16 storage)
 
 
 class CodingModelError(RuntimeError):
@@ -63,7 +64,7 @@ class IntLinear:
 
 def _quantize_linear(weight: np.ndarray, bias: np.ndarray, in_bits: int, in_limit: float) -> IntLinear:
     peak = float(np.abs(weight).max()) or 1.0
-    weight_bits = min(MAX_WEIGHT_BITS, 14 - int(np.ceil(np.log2(peak))))   # |w_int| < 2**15: int16
+    weight_bits = min(MAX_WEIGHT_BITS, WEIGHT_PEAK_BITS - int(np.ceil(np.log2(peak))))
     w_int = np.round(weight * 2.0 ** weight_bits)
     b_int = np.round(bias * 2.0 ** (in_bits + weight_bits)).astype(np.int64)
     bound = np.abs(w_int).sum(axis=-2).max() * in_limit + np.abs(b_int).max()
@@ -226,8 +227,9 @@ def _tables(bucket_bits: int) -> dict:
     one = 1 << ACT_BITS
     tables = {
         "tanh": Table.build(np.tanh, -8 * one, 8 * one, 2, ACT_BITS, ACT_BITS),
-        "sigma": Table.build(lambda r: np.sqrt(_softplus_elu(r)), -8 * one, 64 * one, 4, ACT_BITS, SIGMA_BITS),
-        "inv_sigma": Table.build(lambda r: 1 / np.sqrt(_softplus_elu(r)), -8 * one, 64 * one, 4, ACT_BITS, SIGMA_BITS),
+        # the whole activation range: trained priors reach σ² of several hundred (raw ≈ σ² there)
+        "sigma": Table.build(lambda r: np.sqrt(_softplus_elu(r)), -8 * one, ACT_LIMIT, 6, ACT_BITS, SIGMA_BITS),
+        "inv_sigma": Table.build(lambda r: 1 / np.sqrt(_softplus_elu(r)), -8 * one, ACT_LIMIT, 6, ACT_BITS, SIGMA_BITS),
         "diag": Table.build(_softplus_elu, -one, one, 0, ACT_BITS, ACT_BITS),
         "phi": Table.build(ndtr, -10 * one, 10 * one, 4, ACT_BITS, CDF_BITS),
         "sigmoid": Table.build(lambda v: np.clip(expit(v), 2.0 ** -PIXEL_BITS, 1 - 2.0 ** -PIXEL_BITS),
@@ -253,7 +255,8 @@ def export_coding_model(model: SeReVAE, bucket_bits: int = 8, source: str = "") 
         net = IntMLP.export(mlp, in_bits, tanh if use_tanh else None, norm)
         nets[name] = {"depth": len(net.layers), "groups": net.groups, "hidden": net.hidden, "tanh": use_tanh}
         for i, layer in enumerate(net.layers):
-            arrays[f"net/{name}/{i}/w"] = layer.weight.astype(np.int16)
+            storage = np.int16 if np.abs(layer.weight).max() < 2 ** 15 else np.int32
+            arrays[f"net/{name}/{i}/w"] = layer.weight.astype(storage)
             arrays[f"net/{name}/{i}/b"] = layer.bias
             arrays[f"net/{name}/{i}/shift"] = np.int64(layer.shift)
 

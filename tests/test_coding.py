@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from serecodec.archive import Archive, ArchiveError
-from serecodec.bitsback import INITIAL_WORDS
+from serecodec.bitsback import initial_word_count
 from serecodec.codec import Codec
 from serecodec.coding_model import (CodingModel, CodingModelError, content_hash, export_coding_model,
                                     load_coding_model, save_coding_model)
@@ -30,7 +30,7 @@ def test_fixture_round_trip_is_bit_exact_and_near_the_elbo(codec, squares):
     assert decoded.dtype == np.uint8 and decoded.shape == squares.shape
     assert np.array_equal(decoded, squares)               # every pixel of every image
     archive = codec.read(data)
-    net_nats = (archive.payload_bits - 32 * INITIAL_WORDS) * np.log(2) / len(squares)
+    net_nats = (archive.payload_bits - 32 * initial_word_count(codec.model)) * np.log(2) / len(squares)
     expected = codec.model.expected_rate(squares.reshape(len(squares), -1))["neg_elbo_nats"]
     assert net_nats < 1.02 * expected, (net_nats, expected)
     assert 8 * len(data) / squares.size < 0.25            # far below 1 bit per pixel
@@ -167,3 +167,15 @@ def test_archive_header_fields_round_trip():
     again = Archive.from_bytes(archive.to_bytes())
     assert again.names == ["a", "b", "c"] and again.batch_sizes == [1, 2] and again.pixel_crc == 1234
     assert np.array_equal(again.payload, archive.payload) and again.model_hash == "ab" * 32
+
+
+def test_quantization_costs_almost_nothing(codec, digits):
+    """The integer coding model's -ELBO stays within 1% of the float model's (both averaged over seeds)."""
+    from serecodec.checkpoint import load_model
+    from serecodec.evaluate import elbo_per_image
+
+    float_model = load_model(None)
+    x = torch.as_tensor(digits, dtype=torch.float32)
+    float_rate = np.mean([-elbo_per_image(float_model, x, seed=s)[0].mean().item() for s in range(4)])
+    coding_rate = np.mean([codec.model.expected_rate(digits, seed=s)["neg_elbo_nats"] for s in range(4)])
+    assert abs(coding_rate - float_rate) < 0.01 * float_rate, (coding_rate, float_rate)
