@@ -14,6 +14,9 @@ large as the bits already on the stack can pay for; the batch sizes go in the ar
 """
 from __future__ import annotations
 
+import time
+from collections import defaultdict
+from contextlib import contextmanager
 from typing import Callable, Iterable, Optional
 
 import constriction
@@ -21,20 +24,29 @@ import numpy as np
 
 from .coding_model import PIXEL_BITS, CodingModel
 
-INITIAL_WORDS = 32          # 1024 bits: enough for the first image's posterior pops
 HEAD_RESERVE_BITS = 64      # keep at least this many valid bits beyond a batch's expected pops
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
 
 
+class PhaseTimer:
+    """Seconds spent per phase (networks, bucket tables, ANS coder), for the speed benchmark."""
+
+    def __init__(self) -> None:
+        self.seconds: dict = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, phase: str):
+        tic = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - tic
+
+
 class StackIntegrityError(RuntimeError):
     """Decoding did not restore the initial stack: the payload is corrupt or from another model."""
-
-
-def initial_words(count: int = INITIAL_WORDS, seed: int = 0x5E2E) -> np.ndarray:
-    words = np.random.default_rng(seed).integers(1, 1 << 32, size=count, dtype=np.uint64)
-    return words.astype(np.uint32)
 
 
 def bits_per_image_bound(model: CodingModel) -> int:
@@ -42,13 +54,24 @@ def bits_per_image_bound(model: CodingModel) -> int:
     return model.num_layers * model.latent_dim * model.bucket_bits
 
 
+def initial_word_count(model: CodingModel) -> int:
+    """Enough 32-bit words for one image's posterior pops plus the reserve (a function of the model)."""
+    return -(-(bits_per_image_bound(model) + 2 * HEAD_RESERVE_BITS) // 32)
+
+
+def initial_words(model: CodingModel, seed: int = 0x5E2E) -> np.ndarray:
+    words = np.random.default_rng(seed).integers(1, 1 << 32, size=initial_word_count(model), dtype=np.uint64)
+    return words.astype(np.uint32)
+
+
 class BitsBackEncoder:
     """Appends batches of binary images to one ANS stack."""
 
     def __init__(self, model: CodingModel, max_batch: int = 256) -> None:
         self.model, self.max_batch = model, max_batch
-        self.coder = constriction.stream.stack.AnsCoder(initial_words())
+        self.coder = constriction.stream.stack.AnsCoder(initial_words(model))
         self.batch_sizes: list[int] = []
+        self.timer = PhaseTimer()
 
     def affordable_batch(self) -> int:
         """The largest batch whose posterior pops the stack's bits can pay for."""
@@ -68,62 +91,78 @@ class BitsBackEncoder:
             start += size
 
     def _encode_batch(self, x: np.ndarray) -> None:
-        m, coder, batch = self.model, self.coder, len(x)
-        xi = x.astype(np.int64)
-        evidence = m.evidence(xi)
+        m, coder, batch, timed = self.model, self.coder, len(x), self.timer
+        with timed("networks"):
+            evidence = m.evidence(x.astype(np.int64))
         z_prev, zs, indices = None, [], []
         for layer in range(m.num_layers):
-            p_loc, p_sigma = m.prior(layer, z_prev, batch)
-            q_loc, q_inv = m.posterior(layer, evidence[layer], z_prev)
-            masses = m.bucket_masses(p_loc, p_sigma, q_loc, q_inv).reshape(-1, m.buckets)
-            index = coder.decode(_CATEGORICAL, masses.astype(np.float64)).reshape(batch, m.latent_dim)
+            with timed("networks"):
+                p_loc, p_sigma = m.prior(layer, z_prev, batch)
+                q_loc, q_inv = m.posterior(layer, evidence[layer], z_prev)
+            with timed("buckets"):
+                masses = m.bucket_masses(p_loc, p_sigma, q_loc, q_inv).reshape(-1, m.buckets).astype(np.float64)
+            with timed("ans"):
+                index = coder.decode(_CATEGORICAL, masses).reshape(batch, m.latent_dim)
             indices.append(index)
-            z_prev = m.transform(layer, m.bucket_value(p_loc, p_sigma, index), z_prev)
+            with timed("networks"):
+                z_prev = m.transform(layer, m.bucket_value(p_loc, p_sigma, index), z_prev)
             zs.append(z_prev)
         if coder.num_valid_bits() < 32:      # cannot happen with affordable_batch; never silently
             raise RuntimeError("bits-back stack ran dry during posterior pops")
-        p1 = m.pixel_probabilities(zs).reshape(-1) / float(1 << PIXEL_BITS)
-        coder.encode_reverse(x.reshape(-1).astype(np.int32), _BERNOULLI, p1)
-        uniform = constriction.stream.model.Uniform(m.buckets)
-        for index in reversed(indices):
-            coder.encode_reverse(index.reshape(-1).astype(np.int32), uniform)
+        with timed("networks"):
+            p1 = m.pixel_probabilities(zs).reshape(-1) / float(1 << PIXEL_BITS)
+        with timed("ans"):
+            coder.encode_reverse(x.reshape(-1).astype(np.int32), _BERNOULLI, p1)
+            uniform = constriction.stream.model.Uniform(m.buckets)
+            for index in reversed(indices):
+                coder.encode_reverse(index.reshape(-1).astype(np.int32), uniform)
 
     def compressed(self) -> np.ndarray:
         return self.coder.get_compressed()
 
 
 def decode_images(model: CodingModel, compressed: np.ndarray, batch_sizes: Iterable[int],
-                  progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+                  progress: Optional[Callable[[int], None]] = None,
+                  timer: Optional[PhaseTimer] = None) -> np.ndarray:
     """Pop every batch (last encoded first), check the initial words are back, return images in order."""
     coder = constriction.stream.stack.AnsCoder(np.asarray(compressed, dtype=np.uint32))
+    timer = timer or PhaseTimer()
     batches = []
     for size in reversed(list(batch_sizes)):
-        batches.append(_decode_batch(model, coder, size))
+        batches.append(_decode_batch(model, coder, size, timer))
         if progress:
             progress(size)
-    if not np.array_equal(coder.get_compressed(), initial_words()):
+    if not np.array_equal(coder.get_compressed(), initial_words(model)):
         raise StackIntegrityError("the stack did not return to its initial bits")
     if not batches:
         return np.zeros((0, model.pixels), dtype=np.uint8)
     return np.concatenate(batches[::-1], axis=0)
 
 
-def _decode_batch(m: CodingModel, coder, batch: int) -> np.ndarray:
+def _decode_batch(m: CodingModel, coder, batch: int, timed: PhaseTimer) -> np.ndarray:
     uniform = constriction.stream.model.Uniform(m.buckets)
     z_prev, zs, indices, priors = None, [], [], []
     for layer in range(m.num_layers):
-        index = coder.decode(uniform, batch * m.latent_dim).reshape(batch, m.latent_dim)
-        p_loc, p_sigma = m.prior(layer, z_prev, batch)
+        with timed("ans"):
+            index = coder.decode(uniform, batch * m.latent_dim).reshape(batch, m.latent_dim)
+        with timed("networks"):
+            p_loc, p_sigma = m.prior(layer, z_prev, batch)
+            z_prev = m.transform(layer, m.bucket_value(p_loc, p_sigma, index), z_prev)
         indices.append(index)
         priors.append((p_loc, p_sigma))
-        z_prev = m.transform(layer, m.bucket_value(p_loc, p_sigma, index), z_prev)
         zs.append(z_prev)
-    p1 = m.pixel_probabilities(zs).reshape(-1) / float(1 << PIXEL_BITS)
-    x = coder.decode(_BERNOULLI, p1).reshape(batch, m.pixels).astype(np.uint8)
-    evidence = m.evidence(x.astype(np.int64))
+    with timed("networks"):
+        p1 = m.pixel_probabilities(zs).reshape(-1) / float(1 << PIXEL_BITS)
+    with timed("ans"):
+        x = coder.decode(_BERNOULLI, p1).reshape(batch, m.pixels).astype(np.uint8)
+    with timed("networks"):
+        evidence = m.evidence(x.astype(np.int64))
     for layer in reversed(range(m.num_layers)):
         z_in = zs[layer - 1] if layer > 0 else None
-        q_loc, q_inv = m.posterior(layer, evidence[layer], z_in)
-        masses = m.bucket_masses(*priors[layer], q_loc, q_inv).reshape(-1, m.buckets)
-        coder.encode_reverse(indices[layer].reshape(-1).astype(np.int32), _CATEGORICAL, masses.astype(np.float64))
+        with timed("networks"):
+            q_loc, q_inv = m.posterior(layer, evidence[layer], z_in)
+        with timed("buckets"):
+            masses = m.bucket_masses(*priors[layer], q_loc, q_inv).reshape(-1, m.buckets).astype(np.float64)
+        with timed("ans"):
+            coder.encode_reverse(indices[layer].reshape(-1).astype(np.int32), _CATEGORICAL, masses)
     return x

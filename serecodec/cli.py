@@ -143,13 +143,14 @@ def _parse(codec, path: Path, data: bytes):
 
 @main.command()
 @click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", default=None, metavar="NAME|PATH", help="Coding model to compare with (default: the shipped one).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @friendly_errors
-def info(archive, as_json):
+def info(archive, model, as_json):
     """Show an archive's header: model, count, shape, size and bits per dimension."""
-    from .archive import Archive
-    from .bitsback import INITIAL_WORDS
-    from .codec import DEFAULT_CODING_MODEL
+    from .archive import VERSION, Archive
+    from .bitsback import initial_word_count
+    from .codec import Codec, resolve_coding_model
 
     data = _read_archive_bytes(archive)
     try:
@@ -157,24 +158,22 @@ def info(archive, as_json):
     except ArchiveError as exc:
         raise ArchiveError(f"{archive}: {exc}") from None
     dims = header.count * header.height * header.width
-    default_hash = None
-    if DEFAULT_CODING_MODEL.exists():
-        from .codec import Codec
-
-        default_hash = Codec().model.hash
+    known = Codec(model).model if resolve_coding_model(model).is_file() else None
+    matches = known is not None and known.hash == header.model_hash
     report = {
-        "archive": str(archive), "format_version": 1, "coding_model": header.model_hash,
-        "default_model": header.model_hash == default_hash, "images": header.count,
-        "shape": [header.height, header.width], "bytes": len(data), "payload_bits": header.payload_bits,
-        "initial_bits": 32 * INITIAL_WORDS, "batches": len(header.batch_sizes), "names": header.names is not None,
-        "bits_per_dim": 8 * len(data) / dims if dims else None,
-        "net_bits_per_dim": (header.payload_bits - 32 * INITIAL_WORDS) / dims if dims else None,
+        "archive": str(archive), "format_version": VERSION, "coding_model": header.model_hash,
+        "model_matches": matches, "images": header.count, "shape": [header.height, header.width],
+        "bytes": len(data), "payload_bits": header.payload_bits, "batches": len(header.batch_sizes),
+        "names": header.names is not None, "bits_per_dim": 8 * len(data) / dims if dims else None,
     }
+    if matches:   # the initial bits are a property of the coding model
+        initial = 32 * initial_word_count(known)
+        report.update(initial_bits=initial, net_bits_per_dim=(header.payload_bits - initial) / dims)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     for key, value in report.items():
-        click.echo(f"{key:<16s}{value}")
+        click.echo(f"{key:<16s}{value:.4f}" if isinstance(value, float) else f"{key:<16s}{value}")
 
 
 @main.command()
@@ -244,7 +243,7 @@ def _coded_rates(model_path, model, images: np.ndarray, quiet: bool) -> dict:
     import math
     import time
 
-    from .bitsback import INITIAL_WORDS
+    from .bitsback import initial_word_count
     from .codec import Codec, resolve_coding_model
     from .coding_model import CodingModel, export_coding_model
     from .evaluate import nats_to_bpd
@@ -266,7 +265,7 @@ def _coded_rates(model_path, model, images: np.ndarray, quiet: bool) -> dict:
         decoded = codec.decompress(data, progress=bar.update)
     decode_s = time.perf_counter() - tic
     archive = codec.read(data)
-    net_bits = archive.payload_bits - 32 * INITIAL_WORDS
+    net_bits = archive.payload_bits - 32 * initial_word_count(codec.model)
     net_nats, total_nats = net_bits * math.log(2) / n, 8 * len(data) * math.log(2) / n
     return {
         "coding_model": origin, "coding_model_hash": codec.model.hash,

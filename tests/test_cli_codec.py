@@ -58,7 +58,7 @@ def test_npy_in_npy_out(tmp_path, digits):
     assert run("decompress", archive, "--npy", "-o", tmp_path / "back.npy", "-q").exit_code == 0
     assert np.array_equal(np.load(tmp_path / "back.npy"), digits[:40].reshape(-1, 28, 28))
     report = json.loads(run("info", archive, "--json").output)
-    assert report["images"] == 40 and report["default_model"] and report["shape"] == [28, 28]
+    assert report["images"] == 40 and report["model_matches"] and report["shape"] == [28, 28]
     assert report["bits_per_dim"] == pytest.approx(8 * archive.stat().st_size / (40 * 784))
     assert np.load(src).shape == (40, 28, 28)   # input untouched
 
