@@ -12,7 +12,7 @@ Layout (little-endian):
     46      4     CRC-32 of the decoded pixels (N·H·W bytes of 0/1, row-major)
     50      4     number of batches B
     54      2·B   batch sizes, in encoding order
-    ...     4+n   if names: byte length n, then UTF-8 JSON list of N names
+    ...     4+n   if names: byte length n, then the zlib-compressed UTF-8 JSON list of N names
     ...     4+4w  payload length w in 32-bit words, then the words
 
 Every read is bounds-checked, so a truncated or corrupted archive gives a clear error rather
@@ -59,7 +59,7 @@ class Archive:
                              self.width, self.pixel_crc, len(self.batch_sizes)),
                  np.asarray(self.batch_sizes, dtype="<u2").tobytes()]
         if self.names is not None:
-            encoded = json.dumps(self.names, ensure_ascii=False).encode("utf-8")
+            encoded = zlib.compress(json.dumps(self.names, ensure_ascii=False).encode("utf-8"), 9)
             parts += [struct.pack("<I", len(encoded)), encoded]
         parts += [struct.pack("<I", len(self.payload)), np.asarray(self.payload, dtype="<u4").tobytes()]
         return b"".join(parts)
@@ -79,8 +79,8 @@ class Archive:
         if flags & FLAG_NAMES:
             (length,) = reader.unpack(struct.Struct("<I"), "names length")
             try:
-                names = json.loads(reader.take(length, "names").decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+                names = json.loads(zlib.decompress(reader.take(length, "names")).decode("utf-8"))
+            except (zlib.error, UnicodeDecodeError, json.JSONDecodeError):
                 raise ArchiveError("file names are corrupted") from None
             if not isinstance(names, list) or len(names) != count:
                 raise ArchiveError("file names are corrupted")

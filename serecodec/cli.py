@@ -173,7 +173,7 @@ def info(archive, model, as_json):
         click.echo(json.dumps(report, indent=2))
         return
     for key, value in report.items():
-        click.echo(f"{key:<16s}{value:.4f}" if isinstance(value, float) else f"{key:<16s}{value}")
+        click.echo(f"{key:<18s}{value:.4f}" if isinstance(value, float) else f"{key:<18s}{value}")
 
 
 @main.command()
