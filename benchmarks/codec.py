@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from serecodec.bitsback import BitsBackEncoder, initial_word_count, PhaseTimer, decode_images
 from serecodec.checkpoint import load_model
@@ -34,17 +35,18 @@ from serecodec.evaluate import elbo_per_image, nats_to_bpd
 LN2 = math.log(2)
 
 
-def run_coder(model: CodingModel, images: np.ndarray, max_batch: int = 256) -> dict:
+def run_coder(model: CodingModel, images: np.ndarray, max_batch: int = 256, threads: int = 1) -> dict:
     flat = images.reshape(len(images), -1)
     encoder = BitsBackEncoder(model, max_batch)
-    tic = time.perf_counter()
-    encoder.push(flat)
-    payload = encoder.compressed()
-    encode_s = time.perf_counter() - tic
-    timer = PhaseTimer()
-    tic = time.perf_counter()
-    decoded = decode_images(model, payload, encoder.batch_sizes, timer=timer)
-    decode_s = time.perf_counter() - tic
+    with threadpool_limits(limits=threads, user_api="blas"):
+        tic = time.perf_counter()
+        encoder.push(flat)
+        payload = encoder.compressed()
+        encode_s = time.perf_counter() - tic
+        timer = PhaseTimer()
+        tic = time.perf_counter()
+        decoded = decode_images(model, payload, encoder.batch_sizes, timer=timer)
+        decode_s = time.perf_counter() - tic
     net_nats = (32 * len(payload) - 32 * initial_word_count(model)) * LN2 / len(images)
     return {"images": len(images), "bit_exact": bool(np.array_equal(decoded, flat)),
             "net_nats": net_nats, "net_bpd": nats_to_bpd(net_nats), "payload_words": int(len(payload)),
@@ -71,7 +73,7 @@ def markdown(report: dict) -> str:
         f"* net coded rate / coding-model −ELBO = **{m['net_over_coding_elbo']:.4f}**; "
         f"quantization cost (coding − float −ELBO) = {m['coding_neg_elbo_nats'] - m['float_neg_elbo_nats']:+.2f} nats/image; "
         f"all {m['images']} images decoded bit-exactly: **{m['bit_exact']}**.",
-        f"* speed ({report['machine']['threads']} threads, numpy engine, batches up to 256): encode "
+        f"* speed (1 BLAS thread, numpy engine, batches up to 256): encode "
         f"**{m['encode_images_per_s']:.0f}** images/s, decode **{m['decode_images_per_s']:.0f}** images/s. "
         f"Encode time by phase (s): {m['encode_seconds_by_phase']}; decode: {m['decode_seconds_by_phase']}.",
         "",
@@ -87,6 +89,10 @@ def markdown(report: dict) -> str:
               "| max batch | encode img/s | decode img/s |", "|---|---|---|"]
     for row in report["batch_sweep"]:
         lines.append(f"| {row['max_batch']} | {row['encode_images_per_s']:.0f} | {row['decode_images_per_s']:.0f} |")
+    lines += ["", f"BLAS threads ({report['sweep_images']} images):", "",
+              "| threads | encode img/s | decode img/s |", "|---|---|---|"]
+    for row in report["thread_sweep"]:
+        lines.append(f"| {row['threads']} | {row['encode_images_per_s']:.0f} | {row['decode_images_per_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -129,11 +135,16 @@ def main(limit, sweep_images, quick, data_dir, out_dir):
         row = run_coder(codec.model, subset, max_batch=max_batch)
         row["max_batch"] = max_batch
         batch_sweep.append(row)
+    thread_sweep = []
+    for threads in (1, 2):
+        row = run_coder(codec.model, subset, threads=threads)
+        row["threads"] = threads
+        thread_sweep.append(row)
     report = {"benchmark": "codec", "data": "mnist test, binarized with default_rng(0)",
               "machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "threads": torch.get_num_threads(), "numpy": np.__version__},
               "main": main_run, "sweep_images": len(subset), "bucket_sweep": bucket_sweep,
-              "batch_sweep": batch_sweep}
+              "batch_sweep": batch_sweep, "thread_sweep": thread_sweep}
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if quick else ""
     (out_dir / f"codec{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")

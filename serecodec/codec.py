@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .archive import Archive, ArchiveError, pixel_crc
 from .bitsback import BitsBackEncoder, StackIntegrityError, decode_images
@@ -34,11 +35,17 @@ def resolve_coding_model(spec=None) -> Path:
 class Codec:
     """Lossless compression of binary images with bits-back ANS over the SeRe-VAE hierarchy."""
 
-    def __init__(self, model=None, engine: str = "numpy", max_batch: int = 256) -> None:
+    def __init__(self, model=None, engine: str = "numpy", max_batch: int = 256, threads: int = 1) -> None:
         self.model: CodingModel = model if isinstance(model, CodingModel) else load_coding_model(
             resolve_coding_model(model), engine)
         self.max_batch = max_batch
+        self.threads = threads
         self.shape = (28, 28)
+
+    def _limited(self):
+        """BLAS threads for the coder's products. One is the default: on a busy 2-core machine a
+        second OpenBLAS thread made encoding 16x slower (benchmarks/codec.py measures both)."""
+        return threadpool_limits(limits=self.threads, user_api="blas")
 
     def _check(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
@@ -60,10 +67,11 @@ class Codec:
             raise ValueError("one name per image")
         encoder = self.encoder()
         step = max(1, self.max_batch * 8)
-        for start in range(0, len(images), step):
-            encoder.push(images[start:start + step].reshape(-1, self.model.pixels))
-            if progress:
-                progress(len(images[start:start + step]))
+        with self._limited():
+            for start in range(0, len(images), step):
+                encoder.push(images[start:start + step].reshape(-1, self.model.pixels))
+                if progress:
+                    progress(len(images[start:start + step]))
         return Archive(self.model.hash, len(images), *self.shape, pixel_crc(images), encoder.batch_sizes,
                        encoder.compressed(), list(names) if names is not None else None).to_bytes()
 
@@ -81,7 +89,8 @@ class Codec:
 
     def decompress_archive(self, archive: Archive, progress=None) -> np.ndarray:
         try:
-            flat = decode_images(self.model, archive.payload, archive.batch_sizes, progress)
+            with self._limited():
+                flat = decode_images(self.model, archive.payload, archive.batch_sizes, progress)
         except StackIntegrityError:
             raise ArchiveError("corrupted archive: the bits-back stack did not return to its initial state") from None
         except (ValueError, RuntimeError) as exc:   # the coder refuses impossible states

@@ -45,6 +45,11 @@ class CodingModelError(RuntimeError):
     """A coding-model file that cannot be used; the message names the file."""
 
 
+def _table(arrays: dict, name: str) -> Table:
+    prefix = f"table/{name}/"
+    return Table.from_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+
+
 def _softplus_elu(x: np.ndarray) -> np.ndarray:
     return variance_from_output(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
 
@@ -123,9 +128,7 @@ class CodingModel:
         self.num_layers, self.latent_dim, self.pixels = m["num_layers"], m["latent_dim"], m["image_pixels"]
         self.bucket_bits = m["bucket_bits"]
         self.buckets = 1 << self.bucket_bits
-        self.tables = {name: Table.from_state({k.split("/", 2)[2]: v for k, v in arrays.items()
-                                               if k.startswith(f"table/{name}/")})
-                       for name in ("tanh", "sigma", "inv_sigma", "diag", "phi", "sigmoid")}
+        self.tables = {name: _table(arrays, name) for name in ("tanh", "sigma", "inv_sigma", "diag", "phi", "sigmoid")}
         self.quantile = arrays["quantile"]          # Φ⁻¹(i/K), i = 1..K−1, at 2**ACT_BITS
         self.representative = arrays["representative"]   # Φ⁻¹((i+½)/K), i = 0..K−1
         self.nets = {name: self._load_mlp(name) for name in self.meta["nets"]}
@@ -231,7 +234,8 @@ def _tables(bucket_bits: int) -> dict:
         "sigma": Table.build(lambda r: np.sqrt(_softplus_elu(r)), -8 * one, ACT_LIMIT, 6, ACT_BITS, SIGMA_BITS),
         "inv_sigma": Table.build(lambda r: 1 / np.sqrt(_softplus_elu(r)), -8 * one, ACT_LIMIT, 6, ACT_BITS, SIGMA_BITS),
         "diag": Table.build(_softplus_elu, -one, one, 0, ACT_BITS, ACT_BITS),
-        "phi": Table.build(ndtr, -10 * one, 10 * one, 4, ACT_BITS, CDF_BITS),
+        # direct lookup (no interpolation) at 2**-12: Φ is 0 or 1 at 2**-30 precision beyond ±6.2
+        "phi": Table.build(ndtr, -7 * one, 7 * one, 0, ACT_BITS, CDF_BITS),
         "sigmoid": Table.build(lambda v: np.clip(expit(v), 2.0 ** -PIXEL_BITS, 1 - 2.0 ** -PIXEL_BITS),
                                -24 * one, 24 * one, 4, ACT_BITS, PIXEL_BITS),
     }
@@ -243,9 +247,7 @@ def export_coding_model(model: SeReVAE, bucket_bits: int = 8, source: str = "") 
     model = model.eval()
     cfg = model.config
     arrays = _tables(bucket_bits)
-    tanh = Table.from_state({k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith("table/tanh/")})
-    sigma = Table.from_state({k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith("table/sigma/")})
-    diag_table = Table.from_state({k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith("table/diag/")})
+    tanh, sigma = _table(arrays, "tanh"), _table(arrays, "sigma")
     K = 1 << bucket_bits
     arrays["quantile"] = np.round(ndtri(np.arange(1, K) / K) * (1 << ACT_BITS)).astype(np.int64)
     arrays["representative"] = np.round(ndtri((np.arange(K) + 0.5) / K) * (1 << ACT_BITS)).astype(np.int64)
@@ -284,7 +286,6 @@ def export_coding_model(model: SeReVAE, bucket_bits: int = 8, source: str = "") 
             arrays["const/bijector0_factor"] = to_fixed(bij.factor)
         else:
             add(f"bijector{layer}", bij, ACT_BITS, use_tanh=True, norm=norm)
-    assert diag_table is not None
     add("decoder", model.decoder, ACT_BITS, norm=model.decoder_norm)
     meta = {"format": CODING_FORMAT, "num_layers": cfg.num_layers, "latent_dim": cfg.latent_dim,
             "image_pixels": cfg.image_pixels, "bucket_bits": bucket_bits, "variant": cfg.variant,
