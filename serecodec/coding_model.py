@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy.special import expit, ndtr, ndtri
 
-from .fixedpoint import ACT_BITS, ACT_LIMIT, EXACT_LIMIT, Table, clamp_act, get_engine, round_shift
+from .fixedpoint import ACT_BITS, ACT_LIMIT, EXACT_LIMIT, EXACT_LIMIT_32, Table, clamp_act, get_engine, round_shift
 from .gaussian import variance_from_output
 from .model import FreeAffine, FreeGaussian, GroupedMLP, SeReVAE
 
@@ -63,8 +63,13 @@ class IntLinear:
     bias: np.ndarray         # int64 at scale 2**(in_bits + weight_bits)
     shift: int               # in_bits + weight_bits − ACT_BITS
 
+    def __post_init__(self) -> None:
+        self.column_bound = float(np.abs(self.weight).sum(axis=-2).max())
+        self.weight32 = self.weight.astype(np.float32) if self.column_bound < EXACT_LIMIT_32 else None
+
     def __call__(self, x: np.ndarray, engine) -> np.ndarray:
-        return clamp_act(round_shift(engine.matmul(x, self.weight) + self.bias, self.shift))
+        product = engine.matmul(x, self.weight, self.weight32, self.column_bound)
+        return clamp_act(round_shift(product + self.bias, self.shift))
 
 
 def _quantize_linear(weight: np.ndarray, bias: np.ndarray, in_bits: int, in_limit: float) -> IntLinear:

@@ -19,6 +19,7 @@ import numpy as np
 ACT_BITS = 12                       # activations are int / 2**12
 ACT_LIMIT = 1 << (ACT_BITS + 10)    # |activation| ≤ 1024.0, keeps every GEMM sum below 2**53
 EXACT_LIMIT = float(1 << 53)
+EXACT_LIMIT_32 = float(1 << 24)     # float32 sums of integers are exact below this
 
 
 def round_shift(values: np.ndarray, shift: int) -> np.ndarray:
@@ -36,8 +37,16 @@ class NumpyEngine:
     name = "numpy"
 
     @staticmethod
-    def matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Integer-valued float64 product; exact because the export step bounds every sum."""
+    def matmul(x: np.ndarray, w: np.ndarray, w32: np.ndarray | None = None,
+               column_bound: float = np.inf) -> np.ndarray:
+        """Integer-valued float64 product; exact because the export step bounds every sum.
+
+        When this input's largest |x| times the largest column sum of |w| stays below 2**24,
+        float32 is exact too and twice as fast (the 0/1 image into the evidence encoders). The
+        choice may differ between encoder and decoder: both paths give the same exact integers.
+        """
+        if w32 is not None and column_bound * float(np.abs(x).max(initial=0)) < EXACT_LIMIT_32:
+            return np.matmul(x.astype(np.float32), w32).astype(np.int64)
         return np.matmul(x.astype(np.float64), w).astype(np.int64)
 
 
@@ -51,7 +60,8 @@ class TorchEngine:
 
         self.torch, self.device, self._cache = torch, device, {}
 
-    def matmul(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    def matmul(self, x: np.ndarray, w: np.ndarray, w32=None, column_bound: float = np.inf) -> np.ndarray:
+        """Always float64: float32 products on a GPU may silently use TF32, which is not exact."""
         torch = self.torch
         key = id(w)
         if key not in self._cache:

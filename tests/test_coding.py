@@ -179,3 +179,17 @@ def test_quantization_costs_almost_nothing(codec, digits):
     float_rate = np.mean([-elbo_per_image(float_model, x, seed=s)[0].mean().item() for s in range(4)])
     coding_rate = np.mean([codec.model.expected_rate(digits, seed=s)["neg_elbo_nats"] for s in range(4)])
     assert abs(coding_rate - float_rate) < 0.01 * float_rate, (coding_rate, float_rate)
+
+
+def test_float32_shortcut_gives_the_exact_float64_integers(codec, digits):
+    first = codec.model.nets["evidence"].layers[0]
+    assert first.weight32 is not None            # the 0/1 image layer qualifies for float32
+    x = digits.astype(np.int64)
+    engine = codec.model.engine
+    fast = engine.matmul(x, first.weight, first.weight32, first.column_bound)
+    exact = engine.matmul(x, first.weight)
+    assert np.array_equal(fast, exact)
+    hidden = codec.model.nets["evidence"].layers[1]
+    big = np.full((2, 3, hidden.weight.shape[1]), 1 << 20, dtype=np.int64)   # too large for float32
+    assert np.array_equal(engine.matmul(big, hidden.weight, hidden.weight32, hidden.column_bound),
+                          engine.matmul(big, hidden.weight))
