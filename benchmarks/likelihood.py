@@ -23,10 +23,10 @@ from serecodec.evaluate import evaluate
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| model | variant | epochs | CPU minutes | test images | −ELBO nats | −ELBO bits/dim "
-            "| IW-k | −log p(x) nats (IW) | bits/dim (IW) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| model | variant | weights | epochs | CPU minutes | test images | −ELBO nats | −ELBO bits/dim "
+            "| IW-k | −log p(x) nats (IW) | bits/dim (IW) |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     body = "".join(
-        f"| {r['name']} | {r['variant']} | {r['epochs']} | {r['train_cpu_minutes']} | {r['images']} "
+        f"| {r['name']} | {r['variant']} | {r['weights_mb']} MB fp16 | {r['epochs']} | {r['train_cpu_minutes']} | {r['images']} "
         f"| {r['neg_elbo_nats']:.2f} | {r['neg_elbo_bpd']:.4f} | {r.get('iw_samples', '-')} "
         f"| {r.get('neg_iw_nats', float('nan')):.2f} | {r.get('neg_iw_bpd', float('nan')):.4f} |\n" for r in rows)
     return head + body
@@ -53,6 +53,8 @@ def main(models, limit, iw_samples, quick, data_dir, threads, out_dir):
         result = evaluate(model, images, iw_samples=iw_samples)
         meta = getattr(model, "meta", {}) or {}
         rows.append({"name": spec, "path": str(resolve_model(spec)), "variant": model.config.variant,
+                     "weights_mb": round(resolve_model(spec).stat().st_size / 1e6, 1),
+                     "parameters": sum(p.numel() for p in model.parameters()),
                      "epochs": meta.get("epoch"), "train_cpu_minutes": meta.get("train_cpu_minutes"),
                      "seconds": round(time.time() - tic, 1), **result})
         click.echo(f"{spec}: -ELBO {result['neg_elbo_nats']:.2f}  -IW{iw_samples} "
