@@ -68,6 +68,8 @@ class BitsBackEncoder:
     """Appends batches of binary images to one ANS stack."""
 
     def __init__(self, model: CodingModel, max_batch: int = 256) -> None:
+        if not 1 <= max_batch <= 65535:   # the archive stores batch sizes as uint16
+            raise ValueError(f"max_batch must be in 1..65535, not {max_batch}")
         self.model, self.max_batch = model, max_batch
         self.coder = constriction.stream.stack.AnsCoder(initial_words(model))
         self.batch_sizes: list[int] = []

@@ -113,6 +113,8 @@ def decompress(archive, output, as_npy, model, force, quiet):
         outdir = output or archive.with_suffix("")
         names = header.names or [f"image_{i:05d}" for i in range(header.count)]
         targets = [outdir / (str(safe_relative(name)) + ".png") for name in names]
+        if len(set(targets)) != len(targets):
+            raise ArchiveError(f"{archive}: holds the same file name twice; use --npy to get every image")
         for target in targets:
             _refuse_existing(target, force)
         written = []

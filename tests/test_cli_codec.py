@@ -142,3 +142,11 @@ def test_corrupt_truncated_and_foreign_archives(tmp_path, digits):
     expect_error(run("decompress", foreign, "-q"), str(foreign), "made with coding model")
     assert run("decompress", foreign, "--model", other, "-q", "--npy").exit_code == 0
     assert not (tmp_path / "flipped").exists() and not (tmp_path / "short").exists()
+
+
+def test_duplicate_names_in_an_archive_never_overwrite(tmp_path, digits):
+    archive = tmp_path / "dup.sere"
+    archive.write_bytes(Codec().compress(digits[:2].reshape(-1, 28, 28), names=["same", "same"]))
+    expect_error(run("decompress", archive, "-o", tmp_path / "out", "-q"), "same file name twice", "--npy")
+    assert not (tmp_path / "out" / "same.png").exists()
+    assert run("decompress", archive, "--npy", "-q").exit_code == 0
