@@ -6,14 +6,14 @@ package ships as its default model.
 """
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from .fileio import atomic_write_bytes
 from .model import ModelConfig, SeReVAE
 
 CHECKPOINT_FORMAT = "serecodec-checkpoint-1"
@@ -27,18 +27,12 @@ class ModelFileError(RuntimeError):
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    """Write to a temporary file in the same directory, then rename over the target."""
+    """torch.save through an in-memory buffer and an atomic write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _read(path: Path) -> dict:

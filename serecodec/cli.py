@@ -60,7 +60,8 @@ def _refuse_existing(path: Path, force: bool) -> None:
 def compress(inputs, output, model, threshold, no_names, no_verify, force, quiet):
     """Compress image files, directories of them, or .npy arrays (N, 28, 28) of 0/1 into one archive."""
     from .codec import Codec
-    from .images import atomic_write_bytes, collect_inputs
+    from .fileio import atomic_write_bytes
+    from .images import collect_inputs
 
     _refuse_existing(output, force)
     images, names = collect_inputs(list(inputs), threshold)
@@ -90,7 +91,8 @@ def compress(inputs, output, model, threshold, no_names, no_verify, force, quiet
 def decompress(archive, output, as_npy, model, force, quiet):
     """Restore every image of an archive bit-exactly (PNG under its stored name, or one .npy)."""
     from .codec import Codec
-    from .images import atomic_write_bytes, png_bytes, safe_relative
+    from .fileio import atomic_write_bytes
+    from .images import png_bytes, safe_relative
 
     data = _read_archive_bytes(archive)
     codec = Codec(model)

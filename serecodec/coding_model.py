@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -30,6 +28,7 @@ import torch
 from scipy.special import expit, ndtr, ndtri
 
 from .fixedpoint import ACT_BITS, ACT_LIMIT, EXACT_LIMIT, EXACT_LIMIT_32, Table, clamp_act, get_engine, round_shift
+from .fileio import atomic_write_bytes
 from .gaussian import variance_from_output
 from .model import FreeAffine, FreeGaussian, GroupedMLP, SeReVAE
 
@@ -311,13 +310,9 @@ def content_hash(arrays: dict) -> str:
 
 def save_coding_model(arrays: dict, path: Path) -> str:
     """Write atomically; returns the content hash."""
-    path = Path(path)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buffer.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(Path(path), buffer.getvalue())
     return content_hash(arrays)
 
 

@@ -1,5 +1,6 @@
 """compress / decompress / info from the command line: round trips and every expected error."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -61,6 +62,9 @@ def test_npy_in_npy_out(tmp_path, digits):
     assert report["images"] == 40 and report["model_matches"] and report["shape"] == [28, 28]
     assert report["bits_per_dim"] == pytest.approx(8 * archive.stat().st_size / (40 * 784))
     assert np.load(src).shape == (40, 28, 28)   # input untouched
+    mask = os.umask(0)
+    os.umask(mask)
+    assert archive.stat().st_mode & 0o777 == 0o666 & ~mask    # not mkstemp's private 0600
 
 
 def expect_error(result, *fragments):
