@@ -29,6 +29,12 @@ def markdown(rows: list[dict]) -> str:
         f"| {r['name']} | {r['variant']} | {r['weights_mb']} MB fp16 | {r['epochs']} | {r['train_cpu_minutes']} | {r['images']} "
         f"| {r['neg_elbo_nats']:.2f} | {r['neg_elbo_bpd']:.4f} | {r.get('iw_samples', '-')} "
         f"| {r.get('neg_iw_nats', float('nan')):.2f} | {r.get('neg_iw_bpd', float('nan')):.4f} |\n" for r in rows)
+    sere = [r for r in rows if r["variant"] == "sere"]
+    dlgm = [r for r in rows if r["variant"] == "dlgm"]
+    if sere and dlgm and "neg_iw_nats" in sere[0] and "neg_iw_nats" in dlgm[0]:
+        body += (f"\nSeRe-VAE ahead of the DLGM by **{dlgm[0]['neg_elbo_nats'] - sere[0]['neg_elbo_nats']:.2f} nats** "
+                 f"(−ELBO) and **{dlgm[0]['neg_iw_nats'] - sere[0]['neg_iw_nats']:.2f} nats** (IW-{sere[0]['iw_samples']}) "
+                 f"per test image with the same training budget (paper, 4000 epochs: 3.21 nats, −81.32 vs −84.53).\n")
     return head + body
 
 
@@ -37,17 +43,20 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--limit", type=int, default=None, help="Test images (default: all 10,000).")
 @click.option("--iw-samples", type=int, default=1000, show_default=True)
 @click.option("--quick", is_flag=True, help="500 images and IW-100, for a fast check.")
+@click.option("--table-only", is_flag=True, help="Only rebuild the Markdown table from the JSON files present.")
 @click.option("--data-dir", default=None)
 @click.option("--threads", type=int, default=None)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
-def main(models, limit, iw_samples, quick, data_dir, threads, out_dir):
+def main(models, limit, iw_samples, quick, table_only, data_dir, threads, out_dir):
+    if table_only:
+        models = ""
     if threads:
         torch.set_num_threads(threads)
     if quick:
         limit, iw_samples = limit or 500, min(iw_samples, 100)
-    images = fixed_test_set(load_mnist(data_dir))[:limit]
+    images = fixed_test_set(load_mnist(data_dir))[:limit] if models else None
     rows = []
-    for spec in models.split(","):
+    for spec in filter(None, models.split(",")):
         model = load_model(spec)
         tic = time.time()
         result = evaluate(model, images, iw_samples=iw_samples)
