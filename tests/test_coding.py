@@ -193,3 +193,17 @@ def test_float32_shortcut_gives_the_exact_float64_integers(codec, digits):
     big = np.full((hidden.weight.shape[0], 3, hidden.weight.shape[1]), 1 << 20, dtype=np.int64)  # float32 would round
     assert np.array_equal(engine.matmul(big, hidden.weight, hidden.weight32, hidden.column_bound),
                           engine.matmul(big, hidden.weight))
+
+
+def test_stream_appends_one_image_at_a_time(codec, squares):
+    stream = codec.stream()
+    sizes = []
+    for image in squares[:30]:
+        stream.append(image)
+        snapshot = stream.to_bytes()
+        sizes.append(len(snapshot))
+        assert np.array_equal(codec.decompress(snapshot), squares[:stream.count])   # complete at any point
+    assert stream.count == 30 and sizes == sorted(sizes)
+    assert stream.to_bytes() == stream.to_bytes()           # snapshots do not disturb the stream
+    stream.append(squares[30:40])                           # batches mix with single images
+    assert np.array_equal(codec.decompress(stream.to_bytes()), squares[:40])
