@@ -11,7 +11,8 @@ Layout (little-endian):
     42      2     image height, 2 width
     46      4     CRC-32 of the decoded pixels (N·H·W bytes of 0/1, row-major)
     50      4     number of batches B
-    54      2·B   batch sizes, in encoding order
+    54      4+m   byte length m, then the zlib-compressed uint16 batch sizes, in encoding order
+                  (compressed because a stream appended image by image has one batch per image)
     ...     4+n   if names: byte length n, then the zlib-compressed UTF-8 JSON list of N names
     ...     4+4w  payload length w in 32-bit words, then the words
 
@@ -57,7 +58,7 @@ class Archive:
         flags = FLAG_NAMES if self.names is not None else 0
         parts = [_FIXED.pack(MAGIC, VERSION, flags, bytes.fromhex(self.model_hash), self.count, self.height,
                              self.width, self.pixel_crc, len(self.batch_sizes)),
-                 np.asarray(self.batch_sizes, dtype="<u2").tobytes()]
+                 _with_length(zlib.compress(np.asarray(self.batch_sizes, dtype="<u2").tobytes(), 9))]
         if self.names is not None:
             encoded = zlib.compress(json.dumps(self.names, ensure_ascii=False).encode("utf-8"), 9)
             parts += [struct.pack("<I", len(encoded)), encoded]
@@ -72,7 +73,14 @@ class Archive:
             raise ArchiveError("not a serecodec archive (bad magic bytes)")
         if version != VERSION:
             raise ArchiveError(f"archive format version {version} is not supported (this reader knows {VERSION})")
-        sizes = np.frombuffer(reader.take(2 * nbatch, "batch sizes"), dtype="<u2").astype(int).tolist()
+        (length,) = reader.unpack(struct.Struct("<I"), "batch sizes length")
+        try:
+            raw = zlib.decompress(reader.take(length, "batch sizes"))
+        except zlib.error:
+            raise ArchiveError("batch sizes are corrupted") from None
+        if len(raw) != 2 * nbatch:
+            raise ArchiveError("batch sizes are corrupted")
+        sizes = np.frombuffer(raw, dtype="<u2").astype(int).tolist()
         if sum(sizes) != count:
             raise ArchiveError(f"header is inconsistent: batches hold {sum(sizes)} images, count says {count}")
         names = None
@@ -89,6 +97,10 @@ class Archive:
         if reader.remaining():
             raise ArchiveError(f"{reader.remaining()} unexpected bytes after the payload")
         return cls(digest.hex(), count, height, width, crc, sizes, payload, names)
+
+
+def _with_length(blob: bytes) -> bytes:
+    return struct.pack("<I", len(blob)) + blob
 
 
 def pixel_crc(images: np.ndarray) -> int:
