@@ -5,7 +5,7 @@ Layout (little-endian):
     offset  size  field
     0       4     magic b"SeRe"
     4       1     format version (1)
-    5       1     flags: bit 0 = names present
+    5       1     flags: bit 0 = names present; bit 1 = deflate payload (see below)
     6       32    sha256 content hash of the coding model
     38      4     image count N
     42      2     image height, 2 width
@@ -14,7 +14,10 @@ Layout (little-endian):
     54      4+m   byte length m, then the zlib-compressed uint16 batch sizes, in encoding order
                   (compressed because a stream appended image by image has one batch per image)
     ...     4+n   if names: byte length n, then the zlib-compressed UTF-8 JSON list of N names
-    ...     4+4w  payload length w in 32-bit words, then the words
+    ...     4+4w  payload length w in 32-bit words, then the ANS words; or, with flag bit 1,
+                  byte length w, then raw deflate of the packed pixel bits (np.packbits of the
+                  N·H·W 0/1 pixels) — chosen for tiny archives, where the initial bits of
+                  bits-back coding cost more than a classical coder
 
 Every read is bounds-checked, so a truncated or corrupted archive gives a clear error rather
 than garbage; the CRC and the bits-back stack check catch the rest.
@@ -32,6 +35,7 @@ import numpy as np
 MAGIC = b"SeRe"
 VERSION = 1
 FLAG_NAMES = 1
+FLAG_DEFLATE = 2
 _FIXED = struct.Struct("<4sBB32sIHHII")
 
 
@@ -47,22 +51,24 @@ class Archive:
     width: int
     pixel_crc: int
     batch_sizes: list
-    payload: np.ndarray                      # uint32 words
+    payload: np.ndarray                      # uint32 ANS words, or uint8 deflate bytes
     names: Optional[list] = field(default=None)
+    method: str = "bits-back"                # or "deflate"
 
     @property
     def payload_bits(self) -> int:
-        return 32 * len(self.payload)
+        return 8 * self.payload.nbytes
 
     def to_bytes(self) -> bytes:
-        flags = FLAG_NAMES if self.names is not None else 0
+        flags = (FLAG_NAMES if self.names is not None else 0) | (FLAG_DEFLATE if self.method == "deflate" else 0)
         parts = [_FIXED.pack(MAGIC, VERSION, flags, bytes.fromhex(self.model_hash), self.count, self.height,
                              self.width, self.pixel_crc, len(self.batch_sizes)),
                  _with_length(zlib.compress(np.asarray(self.batch_sizes, dtype="<u2").tobytes(), 9))]
         if self.names is not None:
             encoded = zlib.compress(json.dumps(self.names, ensure_ascii=False).encode("utf-8"), 9)
             parts += [struct.pack("<I", len(encoded)), encoded]
-        parts += [struct.pack("<I", len(self.payload)), np.asarray(self.payload, dtype="<u4").tobytes()]
+        dtype = "u1" if self.method == "deflate" else "<u4"
+        parts += [struct.pack("<I", len(self.payload)), np.asarray(self.payload, dtype=dtype).tobytes()]
         return b"".join(parts)
 
     @classmethod
@@ -81,7 +87,8 @@ class Archive:
         if len(raw) != 2 * nbatch:
             raise ArchiveError("batch sizes are corrupted")
         sizes = np.frombuffer(raw, dtype="<u2").astype(int).tolist()
-        if sum(sizes) != count:
+        expected = 0 if flags & FLAG_DEFLATE else count     # a deflate payload has no batches
+        if sum(sizes) != expected:
             raise ArchiveError(f"header is inconsistent: batches hold {sum(sizes)} images, count says {count}")
         names = None
         if flags & FLAG_NAMES:
@@ -93,10 +100,14 @@ class Archive:
             if not isinstance(names, list) or len(names) != count:
                 raise ArchiveError("file names are corrupted")
         (words,) = reader.unpack(struct.Struct("<I"), "payload length")
-        payload = np.frombuffer(reader.take(4 * words, "payload"), dtype="<u4").astype(np.uint32)
+        if flags & FLAG_DEFLATE:
+            method, payload = "deflate", np.frombuffer(reader.take(words, "payload"), dtype=np.uint8).copy()
+        else:
+            method = "bits-back"
+            payload = np.frombuffer(reader.take(4 * words, "payload"), dtype="<u4").astype(np.uint32)
         if reader.remaining():
             raise ArchiveError(f"{reader.remaining()} unexpected bytes after the payload")
-        return cls(digest.hex(), count, height, width, crc, sizes, payload, names)
+        return cls(digest.hex(), count, height, width, crc, sizes, payload, names, method)
 
 
 def _with_length(blob: bytes) -> bytes:
@@ -123,3 +134,21 @@ class _Reader:
 
     def remaining(self) -> int:
         return len(self.data) - self.pos
+
+
+def deflate_pixels(images: np.ndarray) -> np.ndarray:
+    """Raw deflate (no zlib/gzip container) of the packed 0/1 pixels, as uint8."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    packed = np.packbits(np.ascontiguousarray(images, dtype=np.uint8).reshape(-1)).tobytes()
+    return np.frombuffer(packer.compress(packed) + packer.flush(), dtype=np.uint8).copy()
+
+
+def inflate_pixels(payload: np.ndarray, count: int, height: int, width: int) -> np.ndarray:
+    total = count * height * width
+    try:
+        packed = zlib.decompress(payload.tobytes(), -15)
+    except zlib.error:
+        raise ArchiveError("corrupted archive: the deflate payload does not inflate") from None
+    if len(packed) != (total + 7) // 8:
+        raise ArchiveError("corrupted archive: the deflate payload has the wrong length")
+    return np.unpackbits(np.frombuffer(packed, dtype=np.uint8))[:total].reshape(count, height, width)

@@ -52,12 +52,14 @@ def _refuse_existing(path: Path, force: bool) -> None:
 @click.option("--model", default=None, metavar="NAME|PATH", help="Coding model (default: the shipped one).")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Binarize grey/colour input at this level (0..1). Lossy.")
+@click.option("--method", type=click.Choice(["auto", "bits-back", "deflate"]), default="auto", show_default=True,
+              help="auto keeps the smaller of bits-back and deflate (deflate wins for a handful of images).")
 @click.option("--no-names", is_flag=True, help="Do not store the input file names.")
 @click.option("--no-verify", is_flag=True, help="Skip decoding the archive again before writing it.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing archive.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @friendly_errors
-def compress(inputs, output, model, threshold, no_names, no_verify, force, quiet):
+def compress(inputs, output, model, threshold, method, no_names, no_verify, force, quiet):
     """Compress image files, directories of them, or .npy arrays (N, 28, 28) of 0/1 into one archive."""
     from .codec import Codec
     from .fileio import atomic_write_bytes
@@ -70,13 +72,14 @@ def compress(inputs, output, model, threshold, no_names, no_verify, force, quiet
                    f"only with respect to the binarized pixels", err=True)
     codec = Codec(model)
     with _progress(len(images), "compress", quiet) as bar:
-        data = codec.compress(images, None if no_names else names, progress=bar.update)
+        data = codec.compress(images, None if no_names else names, progress=bar.update, method=method)
     if not no_verify and not np.array_equal(codec.decompress(data), images):
         raise RuntimeError("verification failed: the archive does not decode to the input (please report)")
     atomic_write_bytes(output, data)
     if not quiet:
+        used = codec.read(data).method
         click.echo(f"{len(images)} images -> {output}: {len(data)} bytes, "
-                   f"{8 * len(data) / images.size:.4f} bits/dim")
+                   f"{8 * len(data) / images.size:.4f} bits/dim ({used})")
 
 
 @main.command()
@@ -165,12 +168,13 @@ def info(archive, model, as_json):
     known = Codec(model).model if resolve_coding_model(model).is_file() else None
     matches = known is not None and known.hash == header.model_hash
     report = {
-        "archive": str(archive), "format_version": VERSION, "coding_model": header.model_hash,
+        "archive": str(archive), "format_version": VERSION, "method": header.method,
+        "coding_model": header.model_hash,
         "model_matches": matches, "images": header.count, "shape": [header.height, header.width],
         "bytes": len(data), "payload_bits": header.payload_bits, "batches": len(header.batch_sizes),
         "names": header.names is not None, "bits_per_dim": 8 * len(data) / dims if dims else None,
     }
-    if matches:   # the initial bits are a property of the coding model
+    if matches and header.method == "bits-back":   # the initial bits are a property of the coding model
         initial = 32 * initial_word_count(known)
         report.update(initial_bits=initial, net_bits_per_dim=(header.payload_bits - initial) / dims)
     if as_json:
@@ -262,7 +266,7 @@ def _coded_rates(model_path, model, images: np.ndarray, quiet: bool) -> dict:
     expected = codec.model.expected_rate(images)
     tic = time.perf_counter()
     with _progress(n, "encode", quiet) as bar:
-        data = codec.compress(squares, progress=bar.update)
+        data = codec.compress(squares, progress=bar.update, method="bits-back")
     encode_s = time.perf_counter() - tic
     tic = time.perf_counter()
     with _progress(n, "decode", quiet) as bar:

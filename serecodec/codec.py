@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .archive import Archive, ArchiveError, pixel_crc
+from .archive import Archive, ArchiveError, deflate_pixels, inflate_pixels, pixel_crc
 from .bitsback import BitsBackEncoder, StackIntegrityError, decode_images
 from .coding_model import CodingModel, CodingModelError, load_coding_model
 from .checkpoint import MODELS_DIR
@@ -66,10 +66,22 @@ class Codec:
         return StreamWriter(self)
 
     def compress(self, images, names: Optional[Sequence[str]] = None,
-                 progress: Optional[Callable[[int], None]] = None) -> bytes:
+                 progress: Optional[Callable[[int], None]] = None, method: str = "auto") -> bytes:
+        """An archive of ``images``; ``method`` "auto" keeps the smaller of bits-back and deflate.
+
+        Bits-back pays ~1000 initial bits once, so for a handful of images deflate of the packed
+        pixels is smaller; the archive records which method it holds.
+        """
+        if method not in ("auto", "bits-back", "deflate"):
+            raise ValueError(f"method must be auto, bits-back or deflate, not {method!r}")
         images = self._check(images)
         if names is not None and len(names) != len(images):
             raise ValueError("one name per image")
+        names = list(names) if names is not None else None
+        fallback = Archive(self.model.hash, len(images), *self.shape, pixel_crc(images), [],
+                           deflate_pixels(images), names, method="deflate").to_bytes()
+        if method == "deflate":
+            return fallback
         encoder = self.encoder()
         step = max(1, self.max_batch * 8)
         with self._limited():
@@ -77,12 +89,13 @@ class Codec:
                 encoder.push(images[start:start + step].reshape(-1, self.model.pixels))
                 if progress:
                     progress(len(images[start:start + step]))
-        return Archive(self.model.hash, len(images), *self.shape, pixel_crc(images), encoder.batch_sizes,
-                       encoder.compressed(), list(names) if names is not None else None).to_bytes()
+        coded = Archive(self.model.hash, len(images), *self.shape, pixel_crc(images), encoder.batch_sizes,
+                        encoder.compressed(), names).to_bytes()
+        return coded if method == "bits-back" or len(coded) <= len(fallback) else fallback
 
     def read(self, data: bytes) -> Archive:
         archive = Archive.from_bytes(data)
-        if archive.model_hash != self.model.hash:
+        if archive.method == "bits-back" and archive.model_hash != self.model.hash:
             raise ArchiveError(f"archive was made with coding model {archive.model_hash[:16]}…, "
                                f"not this one ({self.model.hash[:16]}…); pass the matching --model")
         if (archive.height, archive.width) != self.shape:
@@ -93,6 +106,13 @@ class Codec:
         return self.decompress_archive(self.read(data), progress)
 
     def decompress_archive(self, archive: Archive, progress=None) -> np.ndarray:
+        if archive.method == "deflate":
+            images = inflate_pixels(archive.payload, archive.count, archive.height, archive.width)
+            if pixel_crc(images) != archive.pixel_crc:
+                raise ArchiveError("corrupted archive: decoded pixels fail the CRC-32 check")
+            if progress:
+                progress(archive.count)
+            return images
         try:
             with self._limited():
                 flat = decode_images(self.model, archive.payload, archive.batch_sizes, progress)

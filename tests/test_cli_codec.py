@@ -60,6 +60,7 @@ def test_npy_in_npy_out(tmp_path, digits):
     assert np.array_equal(np.load(tmp_path / "back.npy"), digits[:40].reshape(-1, 28, 28))
     report = json.loads(run("info", archive, "--json").output)
     assert report["images"] == 40 and report["model_matches"] and report["shape"] == [28, 28]
+    assert report["method"] == "bits-back" and report["initial_bits"] == 928
     assert report["bits_per_dim"] == pytest.approx(8 * archive.stat().st_size / (40 * 784))
     assert np.load(src).shape == (40, 28, 28)   # input untouched
     mask = os.umask(0)
@@ -128,7 +129,7 @@ def test_corrupt_truncated_and_foreign_archives(tmp_path, digits):
     src = tmp_path / "d.npy"
     np.save(src, digits[:10].reshape(-1, 28, 28))
     archive = tmp_path / "d.sere"
-    run("compress", src, "-o", archive, "-q")
+    run("compress", src, "-o", archive, "-q", "--method", "bits-back")
     data = archive.read_bytes()
     flipped = tmp_path / "flipped.sere"
     flipped.write_bytes(data[:-20] + bytes([data[-20] ^ 1]) + data[-19:])
@@ -142,7 +143,7 @@ def test_corrupt_truncated_and_foreign_archives(tmp_path, digits):
     other = tmp_path / "other.coding.npz"
     save_coding_model(export_coding_model(SeReVAE(tiny_config()).eval()), other)
     foreign = tmp_path / "foreign.sere"
-    foreign.write_bytes(Codec(other).compress(digits[:3].reshape(-1, 28, 28)))
+    foreign.write_bytes(Codec(other).compress(digits[:3].reshape(-1, 28, 28), method="bits-back"))
     expect_error(run("decompress", foreign, "-q"), str(foreign), "made with coding model")
     assert run("decompress", foreign, "--model", other, "-q", "--npy").exit_code == 0
     assert not (tmp_path / "flipped").exists() and not (tmp_path / "short").exists()

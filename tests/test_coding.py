@@ -26,6 +26,7 @@ def squares(digits):
 
 def test_fixture_round_trip_is_bit_exact_and_near_the_elbo(codec, squares):
     data = codec.compress(squares)
+    assert codec.read(data).method == "bits-back"            # auto keeps bits-back for 300 digits
     decoded = codec.decompress(data)
     assert decoded.dtype == np.uint8 and decoded.shape == squares.shape
     assert np.array_equal(decoded, squares)               # every pixel of every image
@@ -47,7 +48,7 @@ SPECIAL = {
 @pytest.mark.parametrize("name", sorted(SPECIAL))
 def test_unusual_images_round_trip(codec, name):
     images = np.stack([SPECIAL[name]] * 3)
-    assert np.array_equal(codec.decompress(codec.compress(images)), images)
+    assert np.array_equal(codec.decompress(codec.compress(images, method="bits-back")), images)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -55,12 +56,13 @@ def test_unusual_images_round_trip(codec, name):
     st.lists(st.booleans(), min_size=784, max_size=784), min_size=n, max_size=n)))
 def test_generated_binary_images_round_trip(codec, pixel_lists):
     images = np.array(pixel_lists, dtype=np.uint8).reshape(-1, 28, 28)
-    assert np.array_equal(codec.decompress(codec.compress(images)), images)
+    for method in ("bits-back", "deflate"):
+        assert np.array_equal(codec.decompress(codec.compress(images, method=method)), images)
 
 
 def test_many_small_batches_chain_on_one_stack(squares):
     codec = Codec(max_batch=3)
-    data = codec.compress(squares[:60])
+    data = codec.compress(squares[:60], method="bits-back")
     assert len(codec.read(data).batch_sizes) >= 20
     assert np.array_equal(codec.decompress(data), squares[:60])
 
@@ -72,7 +74,7 @@ def test_names_survive(codec, squares):
 
 
 def test_every_flipped_payload_byte_is_detected(codec, squares):
-    data = bytearray(codec.compress(squares[:20]))
+    data = bytearray(codec.compress(squares[:20], method="bits-back"))
     archive = codec.read(bytes(data))
     payload_start = len(data) - 4 * len(archive.payload)
     rng = np.random.default_rng(0)
@@ -84,7 +86,7 @@ def test_every_flipped_payload_byte_is_detected(codec, squares):
 
 
 def test_header_damage_and_truncation_are_detected(codec, squares):
-    data = codec.compress(squares[:10])
+    data = codec.compress(squares[:10], method="bits-back")
     with pytest.raises(ArchiveError, match="bad magic"):
         codec.decompress(b"XXXX" + data[4:])
     with pytest.raises(ArchiveError, match="version 9"):
@@ -105,7 +107,7 @@ def other_model():
 
 
 def test_archive_from_another_model_is_refused(codec, squares, other_model):
-    data = Codec(other_model).compress(squares[:4])
+    data = Codec(other_model).compress(squares[:4], method="bits-back")
     with pytest.raises(ArchiveError, match="made with coding model"):
         codec.decompress(data)
     assert np.array_equal(Codec(other_model).decompress(data), squares[:4])  # an untrained model is still lossless
@@ -142,9 +144,9 @@ def test_probabilities_do_not_depend_on_batch_size_threads_or_engine(codec, squa
 
 
 def test_encode_with_numpy_decode_with_torch(squares):
-    data = Codec(engine="numpy").compress(squares[:50])
+    data = Codec(engine="numpy").compress(squares[:50], method="bits-back")
     assert np.array_equal(Codec(engine="torch").decompress(data), squares[:50])
-    assert Codec(engine="torch").compress(squares[:50]) == data
+    assert Codec(engine="torch").compress(squares[:50], method="bits-back") == data
 
 
 def test_coding_model_file_round_trip_and_hash(tmp_path, other_model):
@@ -207,3 +209,18 @@ def test_stream_appends_one_image_at_a_time(codec, squares):
     assert stream.to_bytes() == stream.to_bytes()           # snapshots do not disturb the stream
     stream.append(squares[30:40])                           # batches mix with single images
     assert np.array_equal(codec.decompress(stream.to_bytes()), squares[:40])
+
+
+def test_tiny_archives_fall_back_to_deflate_and_say_so(codec, squares, other_model):
+    one = codec.compress(squares[:1])
+    assert codec.read(one).method == "deflate"
+    assert len(one) < len(codec.compress(squares[:1], method="bits-back"))
+    assert np.array_equal(codec.decompress(one), squares[:1])
+    assert np.array_equal(Codec(other_model).decompress(one), squares[:1])   # no model needed
+    broken = bytearray(one)
+    broken[-3] ^= 0x01
+    with pytest.raises(ArchiveError, match="corrupted"):
+        codec.decompress(bytes(broken))
+    many = codec.compress(squares[:100])
+    assert codec.read(many).method == "bits-back"
+    assert len(many) <= len(codec.compress(squares[:100], method="deflate"))
