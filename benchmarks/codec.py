@@ -111,7 +111,7 @@ def main(limit, sweep_images, quick, data_dir, out_dir):
     elbo, _, _ = elbo_per_image(float_model, torch.as_tensor(images, dtype=torch.float32))
     expected = codec.model.expected_rate(images)
     main_run = run_coder(codec.model, images)
-    data = codec.compress(images.reshape(-1, 28, 28))
+    data = codec.compress(images.reshape(-1, 28, 28), method="bits-back")
     total_nats = 8 * len(data) * LN2 / len(images)
     main_run.update({
         "coding_model_hash": codec.model.hash, "bucket_bits": codec.model.bucket_bits,
