@@ -13,8 +13,9 @@ Writes results/classical.json and results/classical.md.
     python benchmarks/classical.py            # all 10,000 test images
     python benchmarks/classical.py --quick    # 500 images
 
-Needs `pip install -e '.[bench]'` (zstandard, brotli) and Debian's jbigkit-bin for JBIG; a codec
-whose tool is absent is listed as not measured, with the reason.
+Needs `pip install -e '.[bench]'` (zstandard, brotli) and Debian's jbigkit-bin, optipng, zopfli
+(and dataset-fashion-mnist for --dataset fashion); a codec whose tool is absent is listed as not
+measured, with the reason.
 """
 from __future__ import annotations
 
@@ -37,9 +38,10 @@ import numpy as np
 from PIL import Image
 
 from serecodec.codec import Codec
-from serecodec.data import fixed_test_set, load_mnist
+from serecodec.data import binarize_fixed, fixed_test_set, load_mnist, read_idx
 
 PIXELS = 784
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 # ---- byte-stream codecs on packed bits: name -> (encode, decode, raw encode or None) ------------
@@ -112,6 +114,22 @@ def _jbig_codec():
     return (encode, decode), None
 
 
+def _png_tool_codec(argv: list, tool: str):
+    """A PNG optimizer run on Pillow's PNG; decoded back with Pillow."""
+    if not shutil.which(tool):
+        return None, f"{tool} not installed (Debian package {'zopfli' if tool == 'zopflipng' else tool})"
+    encode_png, decode = _pil_codec("PNG", optimize=True)
+
+    def encode(image: np.ndarray) -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = Path(tmp) / "in.png", Path(tmp) / "out.png"
+            src.write_bytes(encode_png(image))
+            subprocess.run([a.format(src=src, dst=dst) for a in argv], capture_output=True, check=True)
+            return dst.read_bytes()
+
+    return (encode, decode), None
+
+
 def _image_codecs() -> tuple[dict, dict]:
     codecs = {
         "PNG (Pillow, optimize)": _pil_codec("PNG", optimize=True),
@@ -124,11 +142,15 @@ def _image_codecs() -> tuple[dict, dict]:
         codecs["JBIG (jbigkit pbmtojbg)"] = jbig
     else:
         missing["JBIG (jbigkit pbmtojbg)"] = why
-    for name, reason in {
-        "optipng / zopflipng": "not measured yet (Debian optipng, zopfli): next step of this benchmark",
-        "JBIG2 generic region (jbig2enc)": "not measured yet (Debian jbig2enc + jbig2dec): next step",
-    }.items():
-        missing[name] = reason
+    for name, argv, tool in (("optipng -o7", ["optipng", "-quiet", "-o7", "-out", "{dst}", "{src}"], "optipng"),
+                             ("zopflipng", ["zopflipng", "-y", "{src}", "{dst}"], "zopflipng")):
+        made, why = _png_tool_codec(argv, tool)
+        if made:
+            codecs[name] = made
+        else:
+            missing[name] = why
+    missing["JBIG2 generic region"] = ("no encoder installable: Debian 12 ships only the decoder jbig2dec, "
+                                       "jbig2enc is not packaged")
     return codecs, missing
 
 
@@ -152,12 +174,20 @@ def bpd(total_bytes: int, count: int) -> float:
               help="Images coded as separate files by the slow per-file codecs (xz -9e sets up a 674 MB "
                    "dictionary per file; jbigkit runs one process per image).")
 @click.option("--quick", is_flag=True, help="500 images.")
+@click.option("--dataset", type=click.Choice(["mnist", "fashion"]), default="mnist", show_default=True,
+              help="fashion: Fashion-MNIST test images (Debian dataset-fashion-mnist), out of the model's domain.")
 @click.option("--data-dir", default=None)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
-def main(limit, per_image_limit, quick, data_dir, out_dir):
+def main(limit, per_image_limit, quick, dataset, data_dir, out_dir):
     if quick:
         limit = limit or 500
-    images = fixed_test_set(load_mnist(data_dir))[:limit].reshape(-1, 28, 28)
+    if dataset == "fashion":
+        grey = read_idx(Path(data_dir or FASHION_DIR) / "t10k-images-idx3-ubyte.gz").reshape(-1, PIXELS) / 255.0
+        images = binarize_fixed(grey)[:limit].reshape(-1, 28, 28)
+        source = "Fashion-MNIST test set, binarized with default_rng(0) (out of domain: the model saw only digits)"
+    else:
+        images = fixed_test_set(load_mnist(data_dir))[:limit].reshape(-1, 28, 28)
+        source = "Fixed binarized MNIST test set"
     n = len(images)
     rows = []
     codec = Codec()
@@ -194,7 +224,8 @@ def main(limit, per_image_limit, quick, data_dir, out_dir):
     image_codecs, missing_images = _image_codecs()
     missing.update(missing_images)
     for name, (enc, dec) in image_codecs.items():
-        subset = images[:per_image_limit] if "jbigkit" in name else images
+        slow = "jbigkit" in name or "optipng" in name or "zopfli" in name
+        subset = images[:per_image_limit] if slow else images
         tic = time.perf_counter()
         blobs = [enc(im) for im in subset]
         enc_s = time.perf_counter() - tic
@@ -212,16 +243,16 @@ def main(limit, per_image_limit, quick, data_dir, out_dir):
     stream = [r for r in rows if r["mode"] == "stream" and not r["codec"].startswith("serecodec")]
     best_stream = min(stream, key=lambda r: r["bpd"])
     ours_row = rows[0]
-    report = {"benchmark": "classical", "data": "mnist test, binarized with default_rng(0)", "images": n,
+    report = {"benchmark": "classical", "data": source, "images": n,
               "machine": {"platform": platform.platform()}, "rows": rows, "missing": missing,
               "best_classical_stream": best_stream["codec"],
               "ours_over_best_classical": ours_row["bpd"] / best_stream["bpd"],
               "best_classical_per_image": min(per_image, key=lambda r: r["bpd"])["codec"]}
     out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if quick else ""
+    suffix = ("_fashion" if dataset == "fashion" else "") + ("_quick" if quick else "")
     (out_dir / f"classical{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
-        f"Fixed binarized MNIST test set, {n} images; every classical output decoded and compared. "
+        f"{source}, {n} images; every classical output decoded and compared. "
         f"Stream = all digits in one file (packed bits for byte codecs, one tiled image for image codecs).",
         "",
         f"Ours (one archive, all headers and initial bits counted): **{ours_row['bpd']:.4f}** bits/dim = "
