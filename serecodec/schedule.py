@@ -12,6 +12,8 @@ geometric progression, as Fig. 6b shows.)
 """
 from __future__ import annotations
 
+import math
+
 
 def beta_level(n: int, levels: int) -> float:
     if n <= 0:
@@ -40,3 +42,19 @@ def beta_at(epoch: float, levels: int, unit: float = 1.0) -> float:
             return beta_level(n, levels)
         start += length
     return 1.0
+
+
+def learning_rate_at(epoch: float, base: float, total_epochs: float, decay_epochs: float,
+                     final_fraction: float = 0.02) -> float:
+    """Adam's step size: ``base``, then a cosine cool-down over the last ``decay_epochs``.
+
+    The paper keeps 1e-3 for all 4000 epochs; a budget 10x shorter stops while the constant
+    step size still makes the weights jitter, and annealing it over the final stretch recovers
+    part of what the missing epochs would have given. ``decay_epochs = 0`` is the paper's rule.
+    """
+    start = total_epochs - decay_epochs
+    if decay_epochs <= 0 or epoch <= start:
+        return base
+    progress = min(1.0, (epoch - start) / decay_epochs)
+    final = base * final_fraction
+    return final + (base - final) * 0.5 * (1.0 + math.cos(math.pi * progress))

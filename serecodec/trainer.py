@@ -16,7 +16,7 @@ import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .model import ModelConfig, SeReVAE
-from .schedule import beta_at
+from .schedule import beta_at, learning_rate_at
 
 
 @dataclass
@@ -24,6 +24,7 @@ class TrainConfig:
     epochs: int = 4000
     batch_size: int = 256
     learning_rate: float = 1e-3
+    lr_decay_epochs: float = 0.0     # cosine cool-down over the last epochs; 0: constant (paper)
     l2: float = 1e-5                 # paper: kernel/bias l2 penalty λ·Σw² (Keras convention)
     warmup_levels: int = 10          # N
     warmup_unit: float = 1.0         # epochs per 2ⁿ unit; < 1 scales the warm-up down
@@ -112,7 +113,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
         elbo_sum = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
             batch = binary[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
-            beta = beta_at(epoch + i / steps_per_epoch, cfg.warmup_levels, cfg.warmup_unit)
+            progress = epoch + i / steps_per_epoch
+            beta = beta_at(progress, cfg.warmup_levels, cfg.warmup_unit)
+            lr = learning_rate_at(progress, cfg.learning_rate, cfg.epochs, cfg.lr_decay_epochs)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             trace = model(batch)
             kl = trace.kl.sum(-1)
             loss = (kl * beta - trace.log_px).mean()
@@ -127,6 +132,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
         record = {
             "epoch": epoch, "step": step,
             "beta": beta_at(epoch - 1e-9, cfg.warmup_levels, cfg.warmup_unit),
+            "learning_rate": lr,
             "train_loss": loss_sum.item() / steps_per_epoch,
             "train_elbo": elbo_sum.item() / steps_per_epoch,
             "valid_elbo": val["elbo"], "valid_kl_per_layer": val["kl_per_layer"],

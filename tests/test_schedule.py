@@ -34,3 +34,14 @@ def test_scaled_down_schedule_keeps_its_shape():
     assert beta_at(1023 / 32, 10, unit) == 1.0
     assert beta_at(5.0, 0) == 1.0  # no warm-up at all
     assert math.isclose(beta_at(unit * 1.5, 10, unit), 0.1)
+
+
+def test_learning_rate_cools_down_over_the_final_epochs():
+    from serecodec.schedule import learning_rate_at
+    assert learning_rate_at(100.0, 1e-3, 320, 0) == 1e-3             # paper: constant
+    assert learning_rate_at(160.0, 1e-3, 320, 160) == 1e-3           # decay not started
+    mid = learning_rate_at(240.0, 1e-3, 320, 160)
+    assert mid == pytest.approx(0.5 * (1e-3 + 2e-5))                 # halfway down the cosine
+    assert learning_rate_at(320.0, 1e-3, 320, 160) == pytest.approx(2e-5)
+    rates = [learning_rate_at(e, 1e-3, 320, 160) for e in range(160, 321)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))

@@ -20,12 +20,15 @@ from serecodec.trainer import load_config_file, train
 @click.option("--data-dir", type=click.Path(), default=None, help="MNIST cache or IDX directory.")
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint instead of resuming.")
 @click.option("--epochs", type=int, default=None, help="Override the config's epoch count.")
+@click.option("--lr-decay-epochs", type=float, default=None, help="Override the cosine cool-down length.")
 @click.option("--threads", type=int, default=None, help="Override torch's thread count.")
 @click.option("--max-minutes", type=float, default=None, help="Stop (resumably) after this wall time.")
-def main(config_path, run_dir, data_dir, fresh, epochs, threads, max_minutes):
+def main(config_path, run_dir, data_dir, fresh, epochs, lr_decay_epochs, threads, max_minutes):
     model_cfg, cfg = load_config_file(Path(config_path))
     if epochs is not None:
         cfg.epochs = epochs
+    if lr_decay_epochs is not None:
+        cfg.lr_decay_epochs = lr_decay_epochs
     if threads is not None:
         cfg.threads = threads
     if max_minutes is not None:
