@@ -13,9 +13,11 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .model import ModelConfig, SeReVAE
+from .distributed import join_world
 from .schedule import beta_at, learning_rate_at
 
 
@@ -44,12 +46,6 @@ def load_config_file(path: Path) -> tuple[ModelConfig, TrainConfig]:
     return ModelConfig.from_dict(data.get("model", {})), TrainConfig.from_dict(data.get("train", {}))
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def make_optimizer(model: SeReVAE, cfg: TrainConfig) -> torch.optim.Optimizer:
     # Adam's weight_decay adds wd·w to the gradient, the gradient of (wd/2)·Σw²; λ·Σw² needs wd = 2λ.
     decay, rest = model.decay_parameters()
@@ -76,16 +72,21 @@ def validate(model: SeReVAE, images: torch.Tensor, batch_size: int = 1000) -> di
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, valid_images: np.ndarray,
           run_dir: Path, resume: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train (or resume) in ``run_dir``; returns the last epoch's log record."""
+    """Train (or resume) in ``run_dir``; returns the last epoch's log record.
+
+    Under ``torchrun`` every process calls this; the main one validates, logs and checkpoints.
+    """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
+    world = join_world(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = world.device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = SeReVAE(model_cfg).to(device)
+    if world.distributed and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(model, cfg)
+    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
     epoch, step = 0, 0
     if resume and ckpt_path.exists():
         blob = load_checkpoint(ckpt_path)
@@ -93,9 +94,15 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
         optimizer.load_state_dict(blob["optimizer"])
         epoch, step = blob["epoch"], blob["step"]
         torch.set_rng_state(blob["torch_rng"])
-        log(f"resumed from {ckpt_path} at epoch {epoch}")
+        if world.is_main:
+            log(f"resumed from {ckpt_path} at epoch {epoch}")
     full_config = {"model": model_cfg.to_dict(), "train": asdict(cfg)}
-    (run_dir / "config.json").write_text(json.dumps(full_config, indent=2) + "\n")
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(full_config, indent=2) + "\n")
+    net = model
+    if world.distributed:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     probs = torch.as_tensor(np.asarray(train_probs, dtype=np.float32), device=device)
     valid = torch.as_tensor(np.asarray(valid_images[: cfg.valid_limit], dtype=np.float32), device=device)
@@ -108,17 +115,19 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
         binary = torch.bernoulli(probs, generator=gen)            # dynamic binarization
         order = torch.randperm(n, generator=gen, device=device)
+        if world.distributed:   # the same data everywhere, but each process its own latent noise
+            torch.manual_seed((cfg.seed * 100003 + epoch) * 1009 + world.rank)
         model.train()
         loss_sum = torch.zeros((), device=device)
         elbo_sum = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
-            batch = binary[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
+            batch = binary[world.shard(order[i * cfg.batch_size:(i + 1) * cfg.batch_size])]
             progress = epoch + i / steps_per_epoch
             beta = beta_at(progress, cfg.warmup_levels, cfg.warmup_unit)
             lr = learning_rate_at(progress, cfg.learning_rate, cfg.epochs, cfg.lr_decay_epochs)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            trace = model(batch)
+            trace = net(batch)
             kl = trace.kl.sum(-1)
             loss = (kl * beta - trace.log_px).mean()
             optimizer.zero_grad(set_to_none=True)
@@ -128,22 +137,31 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
             elbo_sum += (trace.log_px - kl).detach().mean()
             step += 1
         epoch += 1
-        val = validate(model, valid)
-        record = {
-            "epoch": epoch, "step": step,
-            "beta": beta_at(epoch - 1e-9, cfg.warmup_levels, cfg.warmup_unit),
-            "learning_rate": lr,
-            "train_loss": loss_sum.item() / steps_per_epoch,
-            "train_elbo": elbo_sum.item() / steps_per_epoch,
-            "valid_elbo": val["elbo"], "valid_kl_per_layer": val["kl_per_layer"],
-            "seconds": time.time() - tic,
-        }
-        with open(log_path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        save_checkpoint(ckpt_path, model, optimizer, epoch=epoch, step=step, config=full_config)
-        log(f"epoch {epoch} beta {record['beta']:.3f} train -elbo {-record['train_elbo']:.2f} "
-            f"valid -elbo {-record['valid_elbo']:.2f} ({record['seconds']:.1f}s)")
-        if cfg.max_minutes and (time.time() - started) / 60.0 >= cfg.max_minutes:
-            log(f"stopping after {cfg.max_minutes} minutes (resume to continue)")
+        loss_sum, elbo_sum = world.sum(loss_sum) / world.size, world.sum(elbo_sum) / world.size
+        stop = False
+        if world.is_main:
+            val = validate(model, valid)
+            record = {
+                "epoch": epoch, "step": step,
+                "beta": beta_at(epoch - 1e-9, cfg.warmup_levels, cfg.warmup_unit),
+                "learning_rate": lr,
+                "train_loss": loss_sum.item() / steps_per_epoch,
+                "train_elbo": elbo_sum.item() / steps_per_epoch,
+                "valid_elbo": val["elbo"], "valid_kl_per_layer": val["kl_per_layer"],
+                "seconds": time.time() - tic,
+            }
+            if world.distributed:
+                record["processes"] = world.size
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            save_checkpoint(ckpt_path, model, optimizer, epoch=epoch, step=step, config=full_config)
+            log(f"epoch {epoch} beta {record['beta']:.3f} train -elbo {-record['train_elbo']:.2f} "
+                f"valid -elbo {-record['valid_elbo']:.2f} ({record['seconds']:.1f}s)")
+            stop = bool(cfg.max_minutes) and (time.time() - started) / 60.0 >= cfg.max_minutes
+            if stop:
+                log(f"stopping after {cfg.max_minutes} minutes (resume to continue)")
+        if world.agree(stop, device):
             break
+    world.check_replicas(model)
+    world.close()
     return record
