@@ -155,7 +155,7 @@ def _parse(codec, path: Path, data: bytes):
 @friendly_errors
 def info(archive, model, as_json):
     """Show an archive's header: model, count, shape, size and bits per dimension."""
-    from .archive import VERSION, Archive
+    from .archive import Archive
     from .bitsback import initial_word_count
     from .codec import Codec, resolve_coding_model
 
@@ -166,10 +166,10 @@ def info(archive, model, as_json):
         raise ArchiveError(f"{archive}: {exc}") from None
     dims = header.count * header.height * header.width
     known = Codec(model).model if resolve_coding_model(model).is_file() else None
-    matches = known is not None and known.hash == header.model_hash
+    matches = known is not None and header.made_with(known.hash)
     report = {
-        "archive": str(archive), "format_version": VERSION, "method": header.method,
-        "coding_model": header.model_hash,
+        "archive": str(archive), "format_version": header.version, "method": header.method,
+        "coding_model": header.model_hash or None,
         "model_matches": matches, "images": header.count, "shape": [header.height, header.width],
         "bytes": len(data), "payload_bits": header.payload_bits, "batches": len(header.batch_sizes),
         "names": header.names is not None, "bits_per_dim": 8 * len(data) / dims if dims else None,

@@ -95,7 +95,7 @@ class Codec:
 
     def read(self, data: bytes) -> Archive:
         archive = Archive.from_bytes(data)
-        if archive.method == "bits-back" and archive.model_hash != self.model.hash:
+        if archive.method == "bits-back" and not archive.made_with(self.model.hash):
             raise ArchiveError(f"archive was made with coding model {archive.model_hash[:16]}…, "
                                f"not this one ({self.model.hash[:16]}…); pass the matching --model")
         if (archive.height, archive.width) != self.shape:

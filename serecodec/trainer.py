@@ -48,9 +48,12 @@ def load_config_file(path: Path) -> tuple[ModelConfig, TrainConfig]:
 
 def make_optimizer(model: SeReVAE, cfg: TrainConfig) -> torch.optim.Optimizer:
     # Adam's weight_decay adds wd·w to the gradient, the gradient of (wd/2)·Σw²; λ·Σw² needs wd = 2λ.
+    # The fused kernel updates all ~1300 tensors in one pass: 4.6 ms instead of 21.5 ms a step on
+    # one CPU core for the paper's model, 12% of the whole step (benchmarks/training_speed.py).
     decay, rest = model.decay_parameters()
+    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
     return torch.optim.Adam([{"params": decay, "weight_decay": 2 * cfg.l2},
-                             {"params": rest, "weight_decay": 0.0}], lr=cfg.learning_rate)
+                             {"params": rest, "weight_decay": 0.0}], lr=cfg.learning_rate, fused=fused)
 
 
 @torch.no_grad()

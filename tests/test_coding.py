@@ -1,3 +1,4 @@
+import json
 """The coder on real digits with the shipped coding model: exact round trips, integrity, determinism."""
 import numpy as np
 import pytest
@@ -5,7 +6,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serecodec.archive import Archive, ArchiveError
+from serecodec.archive import Archive, ArchiveError, _Reader, run_lengths, varints
 from serecodec.bitsback import initial_word_count
 from serecodec.codec import Codec
 from serecodec.coding_model import (CodingModel, CodingModelError, content_hash, export_coding_model,
@@ -92,7 +93,7 @@ def test_header_damage_and_truncation_are_detected(codec, squares):
     with pytest.raises(ArchiveError, match="version 9"):
         codec.decompress(data[:4] + b"\x09" + data[5:])
     with pytest.raises(ArchiveError, match="coding model"):
-        codec.decompress(data[:6] + bytes(32) + data[38:])
+        codec.decompress(data[:6] + bytes(16) + data[22:])
     for cut in (3, 40, len(data) // 2, len(data) - 1):
         with pytest.raises(ArchiveError, match="truncated"):
             codec.decompress(data[:cut])
@@ -168,7 +169,49 @@ def test_archive_header_fields_round_trip():
     archive = Archive("ab" * 32, 3, 28, 28, 1234, [1, 2], np.arange(5, dtype=np.uint32), ["a", "b", "c"])
     again = Archive.from_bytes(archive.to_bytes())
     assert again.names == ["a", "b", "c"] and again.batch_sizes == [1, 2] and again.pixel_crc == 1234
-    assert np.array_equal(again.payload, archive.payload) and again.model_hash == "ab" * 32
+    assert np.array_equal(again.payload, archive.payload) and again.model_hash == "ab" * 16
+    assert again.made_with("ab" * 32) and not again.made_with("ac" * 32) and again.version == 2
+
+
+def test_varints_and_runs_round_trip():
+    values = [0, 1, 127, 128, 300, 2 ** 32 + 5, 2 ** 60]
+    reader = _Reader(varints(*values))
+    assert [reader.varint("x") for _ in values] == values and not reader.remaining()
+    assert len(varints(127)) == 1 and len(varints(128)) == 2
+    assert run_lengths([256, 256, 256, 17, 1, 1]) == [[256, 3], [17, 1], [1, 2]]
+
+
+def _version_1_bytes(archive: Archive, full_hash: str) -> bytes:
+    """The version-1 layout (fixed fields, full hash), as the first release wrote it."""
+    import struct
+    import zlib
+    deflate = archive.method == "deflate"
+    flags = (1 if archive.names is not None else 0) | (2 if deflate else 0)
+    sizes = zlib.compress(np.asarray(archive.batch_sizes, dtype="<u2").tobytes(), 9)
+    parts = [struct.pack("<4sBB32sIHHII", b"SeRe", 1, flags, bytes.fromhex(full_hash), archive.count,
+                         archive.height, archive.width, archive.pixel_crc, len(archive.batch_sizes)),
+             struct.pack("<I", len(sizes)), sizes]
+    if archive.names is not None:
+        names = zlib.compress(json.dumps(archive.names).encode(), 9)
+        parts += [struct.pack("<I", len(names)), names]
+    parts += [struct.pack("<I", len(archive.payload)), archive.payload.tobytes()]
+    return b"".join(parts)
+
+
+def test_version_1_archives_still_decode(codec, squares):
+    for method in ("bits-back", "deflate"):
+        current = codec.read(codec.compress(squares[:12], names=[f"{i}.png" for i in range(12)], method=method))
+        old = _version_1_bytes(current, codec.model.hash)
+        assert codec.read(old).version == 1 and codec.read(old).names == current.names
+        assert np.array_equal(codec.decompress(old), squares[:12])
+
+
+def test_tiny_deflate_archive_has_a_14_byte_header(codec, squares):
+    data = codec.compress(squares[:1])
+    archive = codec.read(data)
+    assert archive.method == "deflate" and archive.model_hash == ""
+    assert len(data) - archive.payload.nbytes == 4 + 1 + 1 + 3 + 4 + 1
+    assert np.array_equal(codec.decompress(data), squares[:1])
 
 
 def test_quantization_costs_almost_nothing(codec, digits):
