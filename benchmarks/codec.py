@@ -10,7 +10,7 @@ Measures, in one run on the same images:
 Writes results/codec.json and results/codec.md.
 
     python benchmarks/codec.py            # all 10,000 test images
-    python benchmarks/codec.py --quick    # 1,000 images, smaller sweeps
+    python benchmarks/codec.py --quick    # the 300 committed fixture digits
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from serecodec.bitsback import BitsBackEncoder, initial_word_count, PhaseTimer, 
 from serecodec.checkpoint import load_model
 from serecodec.codec import Codec
 from serecodec.coding_model import CodingModel, export_coding_model
-from serecodec.data import fixed_test_set, load_mnist
+from benchdata import test_images
 from serecodec.evaluate import elbo_per_image, nats_to_bpd
 
 LN2 = math.log(2)
@@ -60,7 +60,7 @@ def run_coder(model: CodingModel, images: np.ndarray, max_batch: int = 256, thre
 def markdown(report: dict) -> str:
     m = report["main"]
     lines = [
-        f"Fixed binarized MNIST test set, {m['images']} images, shipped default model "
+        f"{report['data']}, {m['images']} images, shipped default model "
         f"(coding model `{m['coding_model_hash'][:16]}`, {2 ** m['bucket_bits']} buckets per latent).",
         "",
         "| quantity | nats/image | bits/dim |",
@@ -99,13 +99,13 @@ def markdown(report: dict) -> str:
 @click.command()
 @click.option("--limit", type=int, default=None, help="Test images (default: all 10,000).")
 @click.option("--sweep-images", type=int, default=2000, show_default=True)
-@click.option("--quick", is_flag=True, help="1,000 images and 500-image sweeps.")
+@click.option("--quick", is_flag=True, help="The 300 fixture digits, no download.")
 @click.option("--data-dir", default=None)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
 def main(limit, sweep_images, quick, data_dir, out_dir):
     if quick:
-        limit, sweep_images = limit or 1000, min(sweep_images, 500)
-    images = fixed_test_set(load_mnist(data_dir))[:limit]
+        sweep_images = min(sweep_images, 300)
+    images, source = test_images(quick, limit, data_dir)
     float_model = load_model(None)
     codec = Codec()
     elbo, _, _ = elbo_per_image(float_model, torch.as_tensor(images, dtype=torch.float32))
@@ -140,7 +140,7 @@ def main(limit, sweep_images, quick, data_dir, out_dir):
         row = run_coder(codec.model, subset, threads=threads)
         row["threads"] = threads
         thread_sweep.append(row)
-    report = {"benchmark": "codec", "data": "mnist test, binarized with default_rng(0)",
+    report = {"benchmark": "codec", "data": source,
               "machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "threads": torch.get_num_threads(), "numpy": np.__version__},
               "main": main_run, "sweep_images": len(subset), "bucket_sweep": bucket_sweep,

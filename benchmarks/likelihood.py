@@ -5,7 +5,7 @@ Writes results/likelihood_<model>.json per model, then the Markdown table result
 from every such file present (so models can be evaluated in separate, parallel runs).
 
     python benchmarks/likelihood.py                    # default and dlgm, all 10,000 images, IW-1000
-    python benchmarks/likelihood.py --quick            # 500 images, IW-100 (CI-sized)
+    python benchmarks/likelihood.py --quick            # 300 fixture digits, IW-100 (CI-sized)
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import click
 import torch
 
 from serecodec.checkpoint import load_model, resolve_model
-from serecodec.data import fixed_test_set, load_mnist
+from benchdata import test_images
 from serecodec.evaluate import evaluate
 
 
@@ -42,7 +42,7 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--models", default="default,dlgm", show_default=True, help="Comma-separated names or paths.")
 @click.option("--limit", type=int, default=None, help="Test images (default: all 10,000).")
 @click.option("--iw-samples", type=int, default=1000, show_default=True)
-@click.option("--quick", is_flag=True, help="500 images and IW-100, for a fast check.")
+@click.option("--quick", is_flag=True, help="The 300 fixture digits and IW-100, for a fast check.")
 @click.option("--table-only", is_flag=True, help="Only rebuild the Markdown table from the JSON files present.")
 @click.option("--data-dir", default=None)
 @click.option("--threads", type=int, default=None)
@@ -53,8 +53,8 @@ def main(models, limit, iw_samples, quick, table_only, data_dir, threads, out_di
     if threads:
         torch.set_num_threads(threads)
     if quick:
-        limit, iw_samples = limit or 500, min(iw_samples, 100)
-    images = fixed_test_set(load_mnist(data_dir))[:limit] if models else None
+        iw_samples = min(iw_samples, 100)
+    images = test_images(quick, limit, data_dir)[0] if models else None
     rows = []
     for spec in filter(None, models.split(",")):
         model = load_model(spec)

@@ -29,7 +29,7 @@ from PIL import Image
 
 from serecodec.bitsback import initial_word_count
 from serecodec.codec import Codec
-from serecodec.data import fixed_test_set, load_mnist
+from benchdata import test_images
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -71,13 +71,13 @@ def per_image_classical(images: np.ndarray) -> dict:
 
 @click.command()
 @click.option("--images", "count", type=int, default=2000, show_default=True)
-@click.option("--quick", is_flag=True, help="200 images.")
+@click.option("--quick", is_flag=True, help="200 of the fixture digits, no download.")
 @click.option("--data-dir", default=None)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
 def main(count, quick, data_dir, out_dir):
     if quick:
         count = min(count, 200)
-    images = fixed_test_set(load_mnist(data_dir))[:count].reshape(-1, 28, 28)
+    images = test_images(quick, count, data_dir)[0].reshape(-1, 28, 28)
     codec = Codec()
     stream = codec.stream()
     initial_bits = 32 * initial_word_count(codec.model)

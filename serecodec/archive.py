@@ -5,8 +5,10 @@ Version 2 (written), little-endian; "varint" is an unsigned LEB128 integer (1 by
     field                         size
     magic b"SeRe"                 4
     format version (2)            1
-    flags                         1   bit 0 = names present; bit 1 = deflate payload
+    flags                         1   bit 0 = names present; bit 1 = deflate payload;
+                                      bit 2 = context-model payload
     coding-model hash             16  first 16 bytes of its sha256 (bits-back payload only)
+    context table number          1   (context payload only)
     image count N, height, width  3 varints
     CRC-32 of the decoded pixels  4   (N·H·W bytes of 0/1, row-major)
     batch sizes                   varint R, then R (size, repeat) varint pairs: the run-length
@@ -14,11 +16,14 @@ Version 2 (written), little-endian; "varint" is an unsigned LEB128 integer (1 by
     names                         varint n, then n bytes of raw-deflated UTF-8 JSON (flag bit 0)
     payload                       varint w, then w 32-bit ANS words; or, with flag bit 1,
                                   w bytes of raw deflate of the packed pixel bits
-                                  (np.packbits of the N·H·W 0/1 pixels)
+                                  (np.packbits of the N·H·W 0/1 pixels); or, with flag bit 2,
+                                  w 32-bit range-coder words of the static context model
+                                  (context_model.py)
 
-A one-image deflate archive thus spends 14 bytes on its header where version 1 spent 62 (a
-gzip file spends 18); tiny archives are where deflate wins over the ~1000 initial bits of
-bits-back coding. Version 1 (fixed 32-bit fields, full 32-byte hash) is still read.
+A one-image context or deflate archive thus spends 15 or 14 bytes on its header where version 1
+spent 62 (a gzip file spends 18); small archives are where those methods win over the ~1000
+initial bits of bits-back coding. Version 1 (fixed 32-bit fields, full 32-byte hash, no context
+payload) is still read.
 
 Every read is bounds-checked, so a truncated or corrupted archive gives a clear error rather
 than garbage; the CRC and the bits-back stack check catch the rest.
@@ -38,6 +43,8 @@ VERSION = 2
 READABLE_VERSIONS = (1, 2)
 FLAG_NAMES = 1
 FLAG_DEFLATE = 2
+FLAG_CONTEXT = 4
+METHODS = ("bits-back", "deflate", "context")
 HASH_BYTES = 16
 _V1_FIXED = struct.Struct("<4sBB32sIHHII")
 _PREAMBLE = struct.Struct("<4sBB")
@@ -58,7 +65,8 @@ class Archive:
     batch_sizes: list
     payload: np.ndarray                      # uint32 ANS words, or uint8 deflate bytes
     names: Optional[list] = field(default=None)
-    method: str = "bits-back"                # or "deflate"
+    method: str = "bits-back"                # or "deflate" or "context"
+    context_table: int = 0                   # which fitted context table (context payload only)
     version: int = VERSION                   # the format version it was read from
 
     @property
@@ -66,18 +74,23 @@ class Archive:
         return 8 * self.payload.nbytes
 
     def to_bytes(self) -> bytes:
-        bits_back = self.method != "deflate"
-        flags = (FLAG_NAMES if self.names is not None else 0) | (0 if bits_back else FLAG_DEFLATE)
+        if self.method not in METHODS:
+            raise ValueError(f"unknown payload method {self.method!r}")
+        bits_back = self.method == "bits-back"
+        flags = ((FLAG_NAMES if self.names is not None else 0) | (FLAG_DEFLATE if self.method == "deflate" else 0)
+                 | (FLAG_CONTEXT if self.method == "context" else 0))
         parts = [_PREAMBLE.pack(MAGIC, VERSION, flags)]
         if bits_back:
             parts.append(bytes.fromhex(self.model_hash)[:HASH_BYTES])
+        if self.method == "context":
+            parts.append(bytes([self.context_table]))
         parts += [varints(self.count, self.height, self.width), _U32.pack(self.pixel_crc)]
         if bits_back:
             runs = run_lengths(self.batch_sizes)
             parts.append(varints(len(runs), *(v for run in runs for v in run)))
         if self.names is not None:
             parts.append(_with_varint_length(raw_deflate(json.dumps(self.names, ensure_ascii=False).encode("utf-8"))))
-        dtype = "<u4" if bits_back else "u1"
+        dtype = "u1" if self.method == "deflate" else "<u4"
         parts += [varints(len(self.payload)), np.asarray(self.payload, dtype=dtype).tobytes()]
         return b"".join(parts)
 
@@ -92,8 +105,12 @@ class Archive:
                                f"(this reader knows {', '.join(map(str, READABLE_VERSIONS))})")
         if version == 1:
             return cls._from_v1(reader, flags)
-        deflate = bool(flags & FLAG_DEFLATE)
+        if flags & ~(FLAG_NAMES | FLAG_DEFLATE | FLAG_CONTEXT) or (flags & FLAG_DEFLATE and flags & FLAG_CONTEXT):
+            raise ArchiveError(f"unknown header flags {flags:#04x}")
+        method = "deflate" if flags & FLAG_DEFLATE else "context" if flags & FLAG_CONTEXT else "bits-back"
+        deflate = method != "bits-back"          # no model hash, no batches
         digest = "" if deflate else reader.take(HASH_BYTES, "header").hex()
+        table = reader.take(1, "header")[0] if method == "context" else 0
         count, height, width = reader.varint("header"), reader.varint("header"), reader.varint("header")
         (crc,) = reader.unpack(_U32, "header")
         sizes: list = []
@@ -109,7 +126,9 @@ class Archive:
         if flags & FLAG_NAMES:
             names = _parse_names(reader.take(reader.varint("names length"), "names"), count, raw_inflate)
         length = reader.varint("payload length")
-        return cls._finish(reader, digest, count, height, width, crc, sizes, names, deflate, length)
+        archive = cls._finish(reader, digest, count, height, width, crc, sizes, names, method, length)
+        archive.context_table = table
+        return archive
 
     @classmethod
     def _from_v1(cls, reader: "_Reader", flags: int) -> "Archive":
@@ -132,16 +151,15 @@ class Archive:
             names = _parse_names(reader.take(length, "names"), count, zlib.decompress)
         (length,) = reader.unpack(_U32, "payload length")
         archive = cls._finish(reader, "" if deflate else digest.hex(), count, height, width, crc, sizes, names,
-                              deflate, length)
+                              "deflate" if deflate else "bits-back", length)
         archive.version = 1
         return archive
 
     @classmethod
-    def _finish(cls, reader, digest, count, height, width, crc, sizes, names, deflate, length) -> "Archive":
-        if deflate:
-            method, payload = "deflate", np.frombuffer(reader.take(length, "payload"), dtype=np.uint8).copy()
+    def _finish(cls, reader, digest, count, height, width, crc, sizes, names, method, length) -> "Archive":
+        if method == "deflate":
+            payload = np.frombuffer(reader.take(length, "payload"), dtype=np.uint8).copy()
         else:
-            method = "bits-back"
             payload = np.frombuffer(reader.take(4 * length, "payload"), dtype="<u4").astype(np.uint32)
         if reader.remaining():
             raise ArchiveError(f"{reader.remaining()} unexpected bytes after the payload")

@@ -13,6 +13,7 @@ import numpy as np
 from .archive import ArchiveError
 from .checkpoint import ModelFileError, export_weights, load_model, resolve_model
 from .coding_model import CodingModelError
+from .context_model import ContextModelError
 from .data import DataError, fixed_test_set, load_mnist
 from .images import InputError, read_npy
 
@@ -23,7 +24,7 @@ def friendly_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (InputError, DataError, ModelFileError, CodingModelError, ArchiveError) as exc:
+        except (InputError, DataError, ModelFileError, CodingModelError, ContextModelError, ArchiveError) as exc:
             click.echo(f"serecodec: error: {exc}", err=True)
             sys.exit(1)
     return wrapper
@@ -52,8 +53,8 @@ def _refuse_existing(path: Path, force: bool) -> None:
 @click.option("--model", default=None, metavar="NAME|PATH", help="Coding model (default: the shipped one).")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Binarize grey/colour input at this level (0..1). Lossy.")
-@click.option("--method", type=click.Choice(["auto", "bits-back", "deflate"]), default="auto", show_default=True,
-              help="auto keeps the smaller of bits-back and deflate (deflate wins for a handful of images).")
+@click.option("--method", type=click.Choice(["auto", "bits-back", "context", "deflate"]), default="auto", show_default=True,
+              help="auto keeps the smallest: bits-back, or for a few dozen images or fewer the static context model (deflate for images unlike digits).")
 @click.option("--no-names", is_flag=True, help="Do not store the input file names.")
 @click.option("--no-verify", is_flag=True, help="Skip decoding the archive again before writing it.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing archive.")

@@ -18,6 +18,7 @@ from .archive import Archive, ArchiveError, deflate_pixels, inflate_pixels, pixe
 from .bitsback import BitsBackEncoder, StackIntegrityError, decode_images
 from .coding_model import CodingModel, CodingModelError, load_coding_model
 from .checkpoint import MODELS_DIR
+from .context_model import CURRENT_TABLE, ContextModel, ContextModelError, load_context_model
 
 DEFAULT_CODING_MODEL = MODELS_DIR / "default.coding.npz"
 
@@ -42,6 +43,14 @@ class Codec:
         self.max_batch = max_batch
         self.threads = threads
         self.shape = (28, 28)
+        self._context: Optional[ContextModel] = None
+
+    @property
+    def context(self) -> ContextModel:
+        """The static context model for small archives, loaded on first use."""
+        if self._context is None:
+            self._context = load_context_model()
+        return self._context
 
     def _limited(self):
         """BLAS threads for the coder's products. One is the default: on a busy 2-core machine a
@@ -67,21 +76,29 @@ class Codec:
 
     def compress(self, images, names: Optional[Sequence[str]] = None,
                  progress: Optional[Callable[[int], None]] = None, method: str = "auto") -> bytes:
-        """An archive of ``images``; ``method`` "auto" keeps the smaller of bits-back and deflate.
+        """An archive of ``images``; ``method`` "auto" keeps the smallest of bits-back, the static
+        context model and deflate.
 
-        Bits-back pays ~1000 initial bits once, so for a handful of images deflate of the packed
-        pixels is smaller; the archive records which method it holds.
+        Bits-back pays ~1000 initial bits once, so for a few dozen images or fewer the static
+        context model is smaller (and deflate, for images unlike digits); the archive records
+        which method it holds.
         """
-        if method not in ("auto", "bits-back", "deflate"):
-            raise ValueError(f"method must be auto, bits-back or deflate, not {method!r}")
+        if method not in ("auto", "bits-back", "deflate", "context"):
+            raise ValueError(f"method must be auto, bits-back, context or deflate, not {method!r}")
         images = self._check(images)
         if names is not None and len(names) != len(images):
             raise ValueError("one name per image")
         names = list(names) if names is not None else None
-        fallback = Archive(self.model.hash, len(images), *self.shape, pixel_crc(images), [],
-                           deflate_pixels(images), names, method="deflate").to_bytes()
-        if method == "deflate":
-            return fallback
+        crc = pixel_crc(images)
+        candidates = []
+        if method in ("auto", "deflate"):
+            candidates.append(Archive("", len(images), *self.shape, crc, [], deflate_pixels(images), names,
+                                      method="deflate").to_bytes())
+        if method in ("auto", "context"):
+            candidates.append(Archive("", len(images), *self.shape, crc, [], self.context.encode(images), names,
+                                      method="context", context_table=CURRENT_TABLE).to_bytes())
+        if method in ("deflate", "context"):
+            return candidates[0]
         encoder = self.encoder()
         step = max(1, self.max_batch * 8)
         with self._limited():
@@ -89,9 +106,9 @@ class Codec:
                 encoder.push(images[start:start + step].reshape(-1, self.model.pixels))
                 if progress:
                     progress(len(images[start:start + step]))
-        coded = Archive(self.model.hash, len(images), *self.shape, pixel_crc(images), encoder.batch_sizes,
-                        encoder.compressed(), names).to_bytes()
-        return coded if method == "bits-back" or len(coded) <= len(fallback) else fallback
+        candidates.append(Archive(self.model.hash, len(images), *self.shape, crc, encoder.batch_sizes,
+                                  encoder.compressed(), names).to_bytes())
+        return min(candidates, key=len)
 
     def read(self, data: bytes) -> Archive:
         archive = Archive.from_bytes(data)
@@ -100,14 +117,23 @@ class Codec:
                                f"not this one ({self.model.hash[:16]}…); pass the matching --model")
         if (archive.height, archive.width) != self.shape:
             raise ArchiveError(f"archive holds {archive.height}x{archive.width} images; this model codes 28x28")
+        if archive.method == "context" and archive.context_table != CURRENT_TABLE:
+            raise ArchiveError(f"archive uses context table {archive.context_table}; this version of serecodec "
+                               f"has table {CURRENT_TABLE}")
         return archive
 
     def decompress(self, data: bytes, progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
         return self.decompress_archive(self.read(data), progress)
 
     def decompress_archive(self, archive: Archive, progress=None) -> np.ndarray:
-        if archive.method == "deflate":
-            images = inflate_pixels(archive.payload, archive.count, archive.height, archive.width)
+        if archive.method in ("deflate", "context"):
+            if archive.method == "deflate":
+                images = inflate_pixels(archive.payload, archive.count, archive.height, archive.width)
+            else:
+                try:
+                    images = self.context.decode(archive.payload, archive.count)
+                except (ValueError, RuntimeError, AssertionError) as exc:   # the range decoder refuses impossible words
+                    raise ArchiveError(f"corrupted archive ({exc})") from None
             if pixel_crc(images) != archive.pixel_crc:
                 raise ArchiveError("corrupted archive: decoded pixels fail the CRC-32 check")
             if progress:
