@@ -213,3 +213,61 @@ def test_small_archives_have_short_headers(codec, squares):
         assert archive.method == method and archive.model_hash == ""
         assert len(data) - archive.payload.nbytes == header
         assert np.array_equal(codec.decompress(data), squares[:1])
+
+
+def test_quantization_costs_almost_nothing(codec, digits):
+    """The integer coding model's -ELBO stays within 1% of the float model's (both averaged over seeds)."""
+    from serecodec.checkpoint import load_model
+    from serecodec.evaluate import elbo_per_image
+
+    float_model = load_model(None)
+    x = torch.as_tensor(digits, dtype=torch.float32)
+    float_rate = np.mean([-elbo_per_image(float_model, x, seed=s)[0].mean().item() for s in range(4)])
+    coding_rate = np.mean([codec.model.expected_rate(digits, seed=s)["neg_elbo_nats"] for s in range(4)])
+    assert abs(coding_rate - float_rate) < 0.01 * float_rate, (coding_rate, float_rate)
+
+
+def test_float32_shortcut_gives_the_exact_float64_integers(codec, digits):
+    first = codec.model.nets["evidence"].layers[0]
+    assert first.weight32 is not None            # the 0/1 image layer qualifies for float32
+    x = digits.astype(np.int64)
+    engine = codec.model.engine
+    fast = engine.matmul(x, first.weight, first.weight32, first.column_bound)
+    exact = engine.matmul(x, first.weight)
+    assert np.array_equal(fast, exact)
+    hidden = codec.model.nets["evidence"].layers[1]
+    big = np.full((hidden.weight.shape[0], 3, hidden.weight.shape[1]), 1 << 20, dtype=np.int64)  # float32 would round
+    assert np.array_equal(engine.matmul(big, hidden.weight, hidden.weight32, hidden.column_bound),
+                          engine.matmul(big, hidden.weight))
+
+
+def test_stream_appends_one_image_at_a_time(codec, squares):
+    stream = codec.stream()
+    sizes = []
+    for image in squares[:30]:
+        stream.append(image)
+        snapshot = stream.to_bytes()
+        sizes.append(len(snapshot))
+        assert np.array_equal(codec.decompress(snapshot), squares[:stream.count])   # complete at any point
+    assert stream.count == 30 and sizes == sorted(sizes)
+    assert stream.to_bytes() == stream.to_bytes()           # snapshots do not disturb the stream
+    stream.append(squares[30:40])                           # batches mix with single images
+    assert np.array_equal(codec.decompress(stream.to_bytes()), squares[:40])
+
+
+def test_small_archives_choose_a_smaller_method_and_say_so(codec, squares, other_model):
+    one = codec.compress(squares[:1])
+    assert codec.read(one).method == "context"
+    assert len(one) < len(codec.compress(squares[:1], method="bits-back"))
+    assert np.array_equal(codec.decompress(one), squares[:1])
+    assert np.array_equal(Codec(other_model).decompress(one), squares[:1])   # no coding model needed
+    broken = bytearray(one)
+    broken[-3] ^= 0x01
+    with pytest.raises(ArchiveError, match="corrupted"):
+        codec.decompress(bytes(broken))
+    checkers = (np.indices((28, 28)).sum(0) % 2).astype(np.uint8)[None]    # nothing like a digit
+    odd = codec.compress(checkers)
+    assert codec.read(odd).method == "deflate" and np.array_equal(codec.decompress(odd), checkers)
+    many = codec.compress(squares)
+    assert codec.read(many).method == "bits-back"
+    assert len(many) <= len(codec.compress(squares, method="deflate"))
