@@ -54,7 +54,7 @@ def main(models, limit, iw_samples, quick, table_only, data_dir, threads, out_di
         torch.set_num_threads(threads)
     if quick:
         iw_samples = min(iw_samples, 100)
-    images = test_images(quick, limit, data_dir)[0] if models else None
+    images, source = test_images(quick, limit, data_dir) if models else (None, "")
     rows = []
     for spec in filter(None, models.split(",")):
         model = load_model(spec)
@@ -72,7 +72,7 @@ def main(models, limit, iw_samples, quick, table_only, data_dir, threads, out_di
     suffix = "_quick" if quick else ""
     machine = {"threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__}
     for row in rows:
-        report = {"benchmark": "likelihood", "data": "mnist test, binarized with default_rng(0)",
+        report = {"benchmark": "likelihood", "data": source,
                   "machine": machine, "result": row}
         (out_dir / f"likelihood{suffix}_{Path(row['name']).stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     every = [json.loads(p.read_text())["result"] for p in sorted(out_dir.glob(f"likelihood{suffix}_*.json"))]

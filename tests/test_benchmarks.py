@@ -1,0 +1,65 @@
+"""Every benchmark runs end to end in its --quick mode (the 300 committed digits, no download)
+and writes results whose key claims hold; the full runs write the README's numbers."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_benchmark(name: str, out_dir: Path, *args: str) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick", "--out-dir",
+                           str(out_dir), *args], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    for name in ("codec", "online", "classical"):
+        run_benchmark(name, out)
+    run_benchmark("likelihood", out, "--models", "default", "--iw-samples", "20")
+    return out
+
+
+def load(results: Path, name: str) -> dict:
+    return json.loads((results / f"{name}.json").read_text())
+
+
+def test_codec_benchmark(results):
+    report = load(results, "codec_quick")
+    main = report["main"]
+    assert main["bit_exact"] and main["images"] == 300
+    assert 0.99 < main["net_over_coding_elbo"] < 1.02
+    assert {row["max_batch"] for row in report["batch_sweep"]} == {16, 64, 256, 1024}
+    assert all(row["bit_exact"] for row in report["bucket_sweep"] + report["batch_sweep"] + report["thread_sweep"])
+    assert (results / "codec_quick.md").read_text().count("|") > 20
+
+
+def test_online_benchmark(results):
+    report = load(results, "online_quick")
+    curve = report["curve_total_bpd"]
+    assert len(curve) == 200 and curve[-1] < curve[9] < curve[0]        # the initial bits amortize
+    assert report["single_image_auto_method"] == "context"
+    assert report["single_image_auto_bpd"] < min(report["per_image_classical_bpd"].values())
+    assert (results / "online_quick.png").stat().st_size > 10_000
+
+
+def test_classical_benchmark(results):
+    report = load(results, "classical_quick")
+    codecs = {row["codec"] for row in report["rows"]}
+    assert {"serecodec", "gzip -9", "bzip2 -9", "xz -9e", "PNG (Pillow, optimize)"} <= codecs
+    for expected in ("zstd --ultra -22", "brotli -q 11", "JBIG (jbigkit pbmtojbg)"):
+        assert expected in codecs or expected in " ".join(report["missing"]), expected   # never dropped silently
+    assert report["ours_over_best_classical"] < 1.0
+    ours = [r for r in report["rows"] if r["codec"] == "serecodec"]
+    assert all(r["encode_speed_vs_ours"] == 1.0 for r in ours)
+
+
+def test_likelihood_benchmark(results):
+    result = load(results, "likelihood_quick_default")["result"]
+    assert result["images"] == 300 and result["iw_samples"] == 20
+    assert result["neg_iw_nats"] < result["neg_elbo_nats"] < 100
