@@ -63,3 +63,12 @@ def test_likelihood_benchmark(results):
     result = load(results, "likelihood_quick_default")["result"]
     assert result["images"] == 300 and result["iw_samples"] == 20
     assert result["neg_iw_nats"] < result["neg_elbo_nats"] < 100
+
+
+def test_training_speed_benchmark(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "training_speed.py"), "--quick", "--steps", "2",
+                           "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((tmp_path / "training_speed_quick.json").read_text())["rows"]
+    assert [r["batch"] for r in rows] == [256, 256, 256, 512, 1024] and rows[0]["speed_vs_per_tensor_adam"] == 1.0
+    assert all(r["seconds_per_step"] > 0 for r in rows)
