@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from serecodec.data import DataError, fixed_valid_set, load_mnist
+from serecodec.distributed import leave
 from serecodec.trainer import load_config_file, train
 
 
@@ -40,6 +41,7 @@ def main(config_path, run_dir, data_dir, fresh, epochs, lr_decay_epochs, threads
         sys.exit(2)
     train(model_cfg, cfg, mnist.train, fixed_valid_set(mnist), Path(run_dir), resume=not fresh,
           log=lambda msg: click.echo(msg, err=True))
+    leave()   # under torchrun: exit without the teardown that can abort (see distributed.leave)
 
 
 if __name__ == "__main__":
