@@ -103,17 +103,20 @@ class ContextModel:
     def decode(self, words: np.ndarray, count: int) -> np.ndarray:
         height, width = self.height, self.width
         decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
-        padded = np.zeros((count, PAD_TOP + height, width + 2 * PAD_SIDE), dtype=np.int64)
-        blocks = _block_index(height, width)
+        padded_width = width + 2 * PAD_SIDE
+        padded = np.zeros((count, (PAD_TOP + height) * padded_width), dtype=np.int64)
+        # for each pixel: the flat positions of its neighbours, and the weights that make them a number
+        rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+        here = (PAD_TOP + rows.ravel()) * padded_width + PAD_SIDE + cols.ravel()
+        offsets = np.array([dy * padded_width + dx for dy, dx in TEMPLATE])
+        neighbours = here[:, None] + offsets[None, :]
         shift = context_bits(height, width) - len(TEMPLATE)
-        for y in range(height):
-            for x in range(width):
-                ctx = np.zeros(count, dtype=np.int64)
-                for dy, dx in TEMPLATE:
-                    ctx = (ctx << 1) | padded[:, PAD_TOP + y + dy, PAD_SIDE + x + dx]
-                ctx = (ctx << shift) | blocks[y, x]
-                padded[:, PAD_TOP + y, PAD_SIDE + x] = decoder.decode(_BERNOULLI, self._probabilities(ctx))
-        return padded[:, PAD_TOP:, PAD_SIDE:PAD_SIDE + width].astype(np.uint8)
+        weights = (1 << np.arange(len(TEMPLATE) - 1, -1, -1)) << shift
+        blocks = _block_index(height, width).ravel()
+        for pixel in range(height * width):
+            ctx = padded[:, neighbours[pixel]] @ weights + blocks[pixel]
+            padded[:, here[pixel]] = decoder.decode(_BERNOULLI, self._probabilities(ctx))
+        return padded[:, here].reshape(count, height, width).astype(np.uint8)
 
     def _check_shape(self, shape) -> None:
         if len(shape) != 3 or tuple(shape[1:]) != (self.height, self.width):
