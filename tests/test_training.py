@@ -54,3 +54,10 @@ def test_exported_weights_are_compact_and_equivalent(digits, tmp_path):
     x = torch.as_tensor(digits[:100]).float()
     a, b = validate(full, x)["elbo"], validate(small, x)["elbo"]
     assert abs(a - b) < 0.05 * abs(a)  # fp16 rounding of the weights only
+
+
+def test_learning_rate_cools_down_in_the_last_epochs(digits, tmp_path):
+    cfg = small_train_config(epochs=4, lr_decay_epochs=2, learning_rate=1e-3, warmup_levels=0)
+    train(tiny_config(), cfg, digits[:64], digits[64:96], tmp_path, log=lambda _: None)
+    rates = [json.loads(line)["learning_rate"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert rates[:2] == [1e-3, 1e-3] and 1e-3 > rates[2] > rates[3] > 2e-5   # last step of each epoch
