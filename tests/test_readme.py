@@ -17,3 +17,14 @@ def test_readme_python_example_runs():
             exec(compile(block, "README.md", "exec"), {})
     finally:
         os.chdir(cwd)
+
+
+def test_readme_results_are_the_benchmark_outputs():
+    """Every results block in the README is exactly what render_readme.py pastes from results/."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("render_readme", ROOT / "benchmarks" / "render_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count("<!-- results:") >= 6
+    assert module.render(readme, ROOT / "results") == readme, "run python benchmarks/render_readme.py"
