@@ -167,13 +167,14 @@ def info(archive, model, as_json):
         raise ArchiveError(f"{archive}: {exc}") from None
     dims = header.count * header.height * header.width
     known = Codec(model).model if resolve_coding_model(model).is_file() else None
-    matches = known is not None and header.made_with(known.hash)
+    matches = (known is not None and header.made_with(known.hash)) if header.method == "bits-back" else None
     report = {
         "archive": str(archive), "format_version": header.version, "method": header.method,
         "coding_model": header.model_hash or None,
         "model_matches": matches, "images": header.count, "shape": [header.height, header.width],
         "bytes": len(data), "payload_bits": header.payload_bits, "batches": len(header.batch_sizes),
-        "names": header.names is not None, "bits_per_dim": 8 * len(data) / dims if dims else None,
+        "names": header.names is not None,
+        **({"context_table": header.context_table} if header.method == "context" else {}), "bits_per_dim": 8 * len(data) / dims if dims else None,
     }
     if matches and header.method == "bits-back":   # the initial bits are a property of the coding model
         initial = 32 * initial_word_count(known)

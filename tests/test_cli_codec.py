@@ -56,7 +56,9 @@ def test_npy_in_npy_out(tmp_path, digits):
     np.save(src, digits[:40].reshape(-1, 28, 28))
     archive = tmp_path / "digits.sere"
     assert run("compress", src, "-o", archive, "-q").exit_code == 0
-    assert json.loads(run("info", archive, "--json").output)["method"] == "context"   # 40 digits: too few for bits-back
+    report = json.loads(run("info", archive, "--json").output)
+    assert report["method"] == "context" and report["context_table"] == 1   # 40 digits: too few for bits-back
+    assert report["coding_model"] is None and report["model_matches"] is None   # no coding model needed
     assert run("compress", src, "-o", archive, "-q", "-f", "--method", "bits-back").exit_code == 0
     assert run("decompress", archive, "--npy", "-o", tmp_path / "back.npy", "-q").exit_code == 0
     assert np.array_equal(np.load(tmp_path / "back.npy"), digits[:40].reshape(-1, 28, 28))
