@@ -35,6 +35,7 @@ class TrainConfig:
     valid_limit: int = 10000         # validation images evaluated each epoch
     max_minutes: float = 0.0         # 0: no wall-clock limit
     device: str = "auto"
+    init_weights: str = ""           # weight file or checkpoint whose weights start a fresh run
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -91,6 +92,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
     optimizer = make_optimizer(model, cfg)
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
     epoch, step = 0, 0
+    if cfg.init_weights and not (resume and ckpt_path.exists()):
+        from .checkpoint import load_model
+        model.load_state_dict(load_model(cfg.init_weights).state_dict())
+        if world.is_main:
+            log(f"weights initialized from {cfg.init_weights}")
     if resume and ckpt_path.exists():
         blob = load_checkpoint(ckpt_path)
         model.load_state_dict(blob["model"])
