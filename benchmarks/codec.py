@@ -28,7 +28,8 @@ from threadpoolctl import threadpool_limits
 from serecodec.bitsback import BitsBackEncoder, initial_word_count, PhaseTimer, decode_images
 from serecodec.checkpoint import load_model
 from serecodec.codec import Codec
-from serecodec.coding_model import CodingModel, export_coding_model
+from serecodec.coding_model import CodingModel
+from serecodec.export import export_coding_model
 from benchdata import test_images
 from serecodec.evaluate import elbo_per_image, nats_to_bpd
 

@@ -23,6 +23,7 @@ import constriction
 import numpy as np
 
 from .coding_model import PIXEL_BITS, CodingModel
+from .errors import ArchiveError
 
 HEAD_RESERVE_BITS = 64      # keep at least this many valid bits beyond a batch's expected pops
 
@@ -45,7 +46,7 @@ class PhaseTimer:
             self.seconds[phase] += time.perf_counter() - tic
 
 
-class StackIntegrityError(RuntimeError):
+class StackIntegrityError(ArchiveError):
     """Decoding did not restore the initial stack: the payload is corrupt or from another model."""
 
 
@@ -80,19 +81,20 @@ class BitsBackEncoder:
         spare = self.coder.num_valid_bits() - HEAD_RESERVE_BITS
         return int(max(0, min(self.max_batch, spare // bits_per_image_bound(self.model))))
 
-    def push(self, images: np.ndarray) -> None:
-        """Encode images (N, pixels) of 0/1, in as many batches as the stack affords."""
+    def push(self, images: np.ndarray, masks: Optional[np.ndarray] = None) -> None:
+        """Encode tiles (N, pixels) of 0/1, in as many batches as the stack affords; ``masks``
+        (N, pixels) bool marks the real pixels of padded edge tiles (only those are coded)."""
         images = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
         start = 0
         while start < len(images):
             size = min(self.affordable_batch(), len(images) - start)
             if size == 0:
                 raise RuntimeError("bits-back stack has too few bits for even one image")
-            self._encode_batch(images[start:start + size])
+            self._encode_batch(images[start:start + size], None if masks is None else masks[start:start + size])
             self.batch_sizes.append(size)
             start += size
 
-    def _encode_batch(self, x: np.ndarray) -> None:
+    def _encode_batch(self, x: np.ndarray, mask: Optional[np.ndarray] = None) -> None:
         m, coder, batch, timed = self.model, self.coder, len(x), self.timer
         with timed("networks"):
             evidence = m.evidence(x.astype(np.int64))
@@ -114,7 +116,11 @@ class BitsBackEncoder:
         with timed("networks"):
             p1 = m.pixel_probabilities(zs).reshape(-1) / float(1 << PIXEL_BITS)
         with timed("ans"):
-            coder.encode_reverse(x.reshape(-1).astype(np.int32), _BERNOULLI, p1)
+            pixels = x.reshape(-1).astype(np.int32)
+            if mask is not None:          # padding is known to the decoder: no bits spent on it
+                keep = mask.reshape(-1)
+                pixels, p1 = pixels[keep], p1[keep]
+            coder.encode_reverse(pixels, _BERNOULLI, p1)
             uniform = constriction.stream.model.Uniform(m.buckets)
             for index in reversed(indices):
                 coder.encode_reverse(index.reshape(-1).astype(np.int32), uniform)
@@ -125,23 +131,36 @@ class BitsBackEncoder:
 
 def decode_images(model: CodingModel, compressed: np.ndarray, batch_sizes: Iterable[int],
                   progress: Optional[Callable[[int], None]] = None,
-                  timer: Optional[PhaseTimer] = None) -> np.ndarray:
-    """Pop every batch (last encoded first), check the initial words are back, return images in order."""
+                  timer: Optional[PhaseTimer] = None, masks: Optional[np.ndarray] = None) -> np.ndarray:
+    """Pop every batch (last encoded first), check the initial words are back, return tiles in order.
+
+    The encoder started a batch only when its stack held enough bits to pay for the batch's
+    posterior pops (``affordable_batch``), so after decoding that batch the decoder's stack must
+    hold as many: one that holds fewer is corrupt, and decoding stops there instead of popping
+    zeros from an empty coder.
+    """
     coder = constriction.stream.stack.AnsCoder(np.asarray(compressed, dtype=np.uint32))
+    initial = initial_words(model)
     timer = timer or PhaseTimer()
     batches = []
-    for size in reversed(list(batch_sizes)):
-        batches.append(_decode_batch(model, coder, size, timer))
+    sizes = list(batch_sizes)
+    end = sum(sizes)
+    for size in reversed(sizes):
+        mask = None if masks is None else masks[end - size:end]
+        end -= size
+        batches.append(_decode_batch(model, coder, size, timer, mask))
+        if coder.num_valid_bits() < HEAD_RESERVE_BITS + size * bits_per_image_bound(model):
+            raise StackIntegrityError("the bits-back stack ran dry")
         if progress:
             progress(size)
-    if not np.array_equal(coder.get_compressed(), initial_words(model)):
+    if not np.array_equal(coder.get_compressed(), initial):
         raise StackIntegrityError("the stack did not return to its initial bits")
     if not batches:
         return np.zeros((0, model.pixels), dtype=np.uint8)
     return np.concatenate(batches[::-1], axis=0)
 
 
-def _decode_batch(m: CodingModel, coder, batch: int, timed: PhaseTimer) -> np.ndarray:
+def _decode_batch(m: CodingModel, coder, batch: int, timed: PhaseTimer, mask: Optional[np.ndarray] = None) -> np.ndarray:
     uniform = constriction.stream.model.Uniform(m.buckets)
     z_prev, zs, indices, priors = None, [], [], []
     for layer in range(m.num_layers):
@@ -156,7 +175,13 @@ def _decode_batch(m: CodingModel, coder, batch: int, timed: PhaseTimer) -> np.nd
     with timed("networks"):
         p1 = m.pixel_probabilities(zs).reshape(-1) / float(1 << PIXEL_BITS)
     with timed("ans"):
-        x = coder.decode(_BERNOULLI, p1).reshape(batch, m.pixels).astype(np.uint8)
+        if mask is None:
+            x = coder.decode(_BERNOULLI, p1).reshape(batch, m.pixels).astype(np.uint8)
+        else:
+            keep = mask.reshape(-1)
+            x = np.zeros(batch * m.pixels, np.uint8)
+            x[keep] = coder.decode(_BERNOULLI, p1[keep])
+            x = x.reshape(batch, m.pixels)
     with timed("networks"):
         evidence = m.evidence(x.astype(np.int64))
     for layer in reversed(range(m.num_layers)):
@@ -168,3 +193,55 @@ def _decode_batch(m: CodingModel, coder, batch: int, timed: PhaseTimer) -> np.nd
         with timed("ans"):
             coder.encode_reverse(indices[layer].reshape(-1).astype(np.int32), _CATEGORICAL, masses)
     return x
+
+
+def to_tiles(images, tile: tuple) -> tuple:
+    """Cut images into tiles of ``tile`` (raster order per image, images in order), padding edge
+    tiles with 0. Returns (tiles (T, th·tw) uint8, masks (T, th·tw) bool of real pixels, or None
+    when no tile is padded)."""
+    th, tw = tile
+    if isinstance(images, np.ndarray) and images.shape[1:] == (th, tw):   # every image is one tile
+        return np.asarray(images, np.uint8).reshape(len(images), th * tw), None
+    tiles, masks, padded = [], [], False
+    for image in images:
+        height, width = image.shape
+        rows, cols = -(-height // th), -(-width // tw)
+        if (height, width) == (th, tw):
+            tiles.append(np.asarray(image, np.uint8).reshape(1, -1))
+            masks.append(np.ones((1, th * tw), bool))
+            continue
+        canvas = np.zeros((rows * th, cols * tw), np.uint8)
+        canvas[:height, :width] = image
+        real = np.zeros_like(canvas, dtype=bool)
+        real[:height, :width] = True
+        padded |= (rows * th, cols * tw) != (height, width)
+        tiles.append(canvas.reshape(rows, th, cols, tw).transpose(0, 2, 1, 3).reshape(-1, th * tw))
+        masks.append(real.reshape(rows, th, cols, tw).transpose(0, 2, 1, 3).reshape(-1, th * tw))
+    if not tiles:
+        return np.zeros((0, th * tw), np.uint8), None
+    return np.concatenate(tiles), (np.concatenate(masks) if padded else None)
+
+
+def tile_masks(shapes, tile: tuple) -> Optional[np.ndarray]:
+    """The masks ``to_tiles`` gives for images of these shapes (the decoder knows only the shapes)."""
+    th, tw = tile
+    if all(h % th == 0 and w % tw == 0 for h, w in shapes):
+        return None
+    return to_tiles([np.ones(shape, np.uint8) for shape in shapes], tile)[1]
+
+
+def tile_count(shapes, tile: tuple) -> int:
+    th, tw = tile
+    return sum(-(-h // th) * -(-w // tw) for h, w in shapes)
+
+
+def from_tiles(tiles: np.ndarray, shapes, tile: tuple) -> list:
+    """Reassemble images of ``shapes`` from their tiles (the inverse of ``to_tiles``)."""
+    th, tw = tile
+    out, start = [], 0
+    for height, width in shapes:
+        rows, cols = -(-height // th), -(-width // tw)
+        block = tiles[start:start + rows * cols].reshape(rows, cols, th, tw).transpose(0, 2, 1, 3)
+        out.append(np.ascontiguousarray(block.reshape(rows * th, cols * tw)[:height, :width]))
+        start += rows * cols
+    return out

@@ -18,7 +18,7 @@ from .model import ModelConfig, SeReVAE
 
 CHECKPOINT_FORMAT = "serecodec-checkpoint-1"
 WEIGHTS_FORMAT = "serecodec-weights-1"
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+from .paths import MODELS_DIR  # noqa: E402
 DEFAULT_MODEL_PATH = MODELS_DIR / "default.pt"
 
 

@@ -1,33 +1,63 @@
-"""The ``serecodec`` command: compress, decompress, info, bpd, export (gzip/zstd-style flags)."""
+"""The ``serecodec`` command: compress, decompress, test, list, info, bpd, export.
+
+gzip/zstd habits: ``-`` is stdin, ``-c`` / ``-o -`` is stdout, ``compress FILE`` writes
+``FILE.sere``, nothing is overwritten without ``-f``, an output never replaces an input, every
+expected failure is one line on stderr naming the file with exit status 1, Ctrl-C exits 130.
+Decoding imports neither torch nor matplotlib.
+"""
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
-from .archive import ArchiveError
-from .checkpoint import ModelFileError, export_weights, load_model, resolve_model
-from .coding_model import CodingModelError
-from .context_model import ContextModelError
-from .data import DataError, fixed_test_set, load_mnist
-from .images import InputError, read_npy
+from .errors import InputError, SerecodecError
+
+SUFFIX = ".sere"
 
 
 def friendly_errors(func):
     """Expected errors become one line on stderr and exit status 1, never a traceback."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
         try:
             return func(*args, **kwargs)
-        except (InputError, DataError, ModelFileError, CodingModelError, ContextModelError, ArchiveError) as exc:
-            click.echo(f"serecodec: error: {exc}", err=True)
-            sys.exit(1)
+        except SerecodecError as exc:
+            _fail(str(exc))
+        except MemoryError:
+            _fail("out of memory (try a smaller input, or raise the machine's memory)")
+        except OSError as exc:
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            _fail(f"{where}{exc.strerror or exc}")
+        except KeyboardInterrupt:
+            click.echo("serecodec: interrupted", err=True)
+            sys.exit(130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return wrapper
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt      # runs the same clean-up (temporary files removed) as Ctrl-C
+
+
+def _fail(message: str) -> None:
+    click.echo(f"serecodec: error: {message}", err=True)
+    sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,146 +67,290 @@ def main():
 
 
 def _progress(total: int, desc: str, quiet: bool):
+    """A progress bar on a terminal only (never in pipes or logs)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", disable=quiet or total < 512, file=sys.stderr)
+    return tqdm(total=total, desc=desc, unit="img", disable=quiet or total < 512 or not sys.stderr.isatty(),
+                file=sys.stderr, leave=False)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _refuse_existing(path: Path, force: bool) -> None:
-    if path.exists() and not force:
+    if (path.exists() or path.is_symlink()) and not force:
         raise InputError(f"{path}: already exists (use -f to overwrite)")
 
 
+def _read_input_bytes(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not an archive") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _write_stdout(data: bytes) -> None:
+    if sys.stdout.isatty():
+        raise InputError("refusing to write binary data to a terminal (use -o FILE or a pipe)")
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
 @main.command()
-@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Archive to write.")
+@click.argument("inputs", nargs=-1)
+@click.option("-o", "--output", default=None, help="Archive to write ('-': stdout). Default: INPUT.sere for one input.")
+@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write the archive to stdout.")
 @click.option("--model", default=None, metavar="NAME|PATH", help="Coding model (default: the shipped one).")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Binarize grey/colour input at this level (0..1). Lossy.")
-@click.option("--method", type=click.Choice(["auto", "bits-back", "context", "deflate"]), default="auto", show_default=True,
-              help="auto keeps the smallest: bits-back, or for a few dozen images or fewer the static context model (deflate for images unlike digits).")
+@click.option("--method", type=click.Choice(["auto", "bits-back", "adaptive", "context", "deflate"]), default="auto",
+              show_default=True, help="auto keeps the smallest of bits-back (learned model), the adaptive context "
+                                      "model, the static digit model and deflate.")
 @click.option("--no-names", is_flag=True, help="Do not store the input file names.")
 @click.option("--no-verify", is_flag=True, help="Skip decoding the archive again before writing it.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing archive.")
+@click.option("-k", "--keep", is_flag=True, help="Keep the inputs (always the case; accepted for gzip habits).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@click.option("-v", "--verbose", is_flag=True, help="Say which method was chosen and its size per image.")
 @friendly_errors
-def compress(inputs, output, model, threshold, method, no_names, no_verify, force, quiet):
-    """Compress image files, directories of them, or .npy arrays (N, 28, 28) of 0/1 into one archive."""
-    from .codec import Codec
+def compress(inputs, output, to_stdout, model, threshold, method, no_names, no_verify, force, keep, quiet, verbose):
+    """Compress image files (any size), directories of them, .npy arrays (N, H, W) of 0/1, or '-'
+    (stdin) into one archive."""
+    from .codec import Codec, as_images
     from .fileio import atomic_write_bytes
     from .images import collect_inputs
 
-    _refuse_existing(output, force)
-    images, names = collect_inputs(list(inputs), threshold)
+    if to_stdout:
+        output = "-"
+    if output is None:
+        if len(inputs) != 1 or inputs[0] == "-" or Path(inputs[0]).is_dir():
+            raise InputError("give -o ARCHIVE (or -c) when compressing several inputs, a directory or stdin")
+        output = inputs[0] + SUFFIX
+    out_path = None if output == "-" else Path(output)
+    if out_path is not None:
+        _refuse_existing(out_path, force)
+        for given in inputs:
+            if given != "-" and (_same_file(out_path, Path(given)) or out_path.resolve() == Path(given).resolve()):
+                raise InputError(f"{out_path}: is also an input; choose another output")
+    stdin = sys.stdin.buffer.read() if "-" in inputs else None
+    images, names, formats = collect_inputs(list(inputs), threshold, stdin)
     if threshold is not None and not quiet:
         click.echo(f"serecodec: warning: --threshold {threshold} binarized the input; the archive is lossless "
                    f"only with respect to the binarized pixels", err=True)
+    images = as_images(images)
     codec = Codec(model)
     with _progress(len(images), "compress", quiet) as bar:
-        data = codec.compress(images, None if no_names else names, progress=bar.update, method=method)
-    if not no_verify and not np.array_equal(codec.decompress(data), images):
-        raise RuntimeError("verification failed: the archive does not decode to the input (please report)")
-    atomic_write_bytes(output, data)
-    if not quiet:
+        data = codec.compress(images, None if no_names else names, progress=bar.update, method=method,
+                              formats=None if set(formats) == {"npy"} else formats)
+    if not no_verify:
+        decoded = codec.decompress(data)
+        same = all(np.array_equal(a, b) for a, b in zip(decoded, images)) and len(decoded) == len(images)
+        if not same:
+            raise RuntimeError("verification failed: the archive does not decode to the input (please report)")
+    if out_path is None:
+        _write_stdout(data)
+    else:
+        atomic_write_bytes(out_path, data)
+    if not quiet and out_path is not None:
+        pixels = sum(image.size for image in images)
         used = codec.read(data).method
-        click.echo(f"{len(images)} images -> {output}: {len(data)} bytes, "
-                   f"{8 * len(data) / images.size:.4f} bits/dim ({used})")
+        click.echo(f"{len(images)} images -> {out_path}: {len(data)} bytes, "
+                   f"{8 * len(data) / pixels:.4f} bits/dim ({used})", err=True)
+
+
+def _default_target(archive: str, count: int) -> Path:
+    if archive == "-":
+        raise InputError("give -o OUTPUT (or -c) when the archive comes from stdin")
+    path = Path(archive)
+    if path.suffix != SUFFIX:
+        raise InputError(f"{path}: has no {SUFFIX} suffix, so the output name is unclear; give -o OUTPUT")
+    return path.with_suffix("")
 
 
 @main.command()
-@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Output directory (default: ARCHIVE without its suffix); with --npy, the .npy file.")
-@click.option("--npy", "as_npy", is_flag=True, help="Write one (N, 28, 28) uint8 array instead of PNG files.")
+@click.argument("archive")
+@click.option("-o", "--output", default=None,
+              help="Output directory (one-image archives: the file; '-': stdout). Default: ARCHIVE without .sere.")
+@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write the one image (or the --npy array) to stdout.")
+@click.option("--npy", "as_npy", is_flag=True, help="Write one (N, H, W) uint8 array (.npz of arrays for mixed sizes).")
 @click.option("--model", default=None, metavar="NAME|PATH", help="Coding model (default: the shipped one).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("-k", "--keep", is_flag=True, help="Keep the archive (always the case; accepted for gzip habits).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @friendly_errors
-def decompress(archive, output, as_npy, model, force, quiet):
-    """Restore every image of an archive bit-exactly (PNG under its stored name, or one .npy)."""
+def decompress(archive, output, to_stdout, as_npy, model, force, keep, quiet):
+    """Restore every image of an archive bit-exactly, each in its original file format under its
+    stored name (PNG where the archive records none), or as one array with --npy."""
     from .codec import Codec
-    from .fileio import atomic_write_bytes
-    from .images import png_bytes, safe_relative
+    from .fileio import atomic_write_bytes, safe_output_paths, write_inside
 
-    data = _read_archive_bytes(archive)
+    data = _read_input_bytes(archive)
     codec = Codec(model)
     header = _parse(codec, archive, data)
     with _progress(header.count, "decompress", quiet) as bar:
         try:
             images = codec.decompress_archive(header, progress=bar.update)
-        except ArchiveError as exc:
-            raise ArchiveError(f"{archive}: {exc}") from None
+        except SerecodecError as exc:
+            raise type(exc)(f"{archive}: {exc}") from None
+    if to_stdout:
+        output = "-"
+    formats = header.formats or ["png"] * header.count
     if as_npy:
-        target = output or archive.with_suffix(".npy")
+        blob = _npy_bytes(images)
+        suffix = ".npy" if isinstance(images, np.ndarray) else ".npz"
+        if output == "-":
+            _write_stdout(blob)
+            return
+        target = Path(output) if output else _default_target(archive, header.count).with_suffix(suffix)
         _refuse_existing(target, force)
-        import io
-
-        buffer = io.BytesIO()
-        np.save(buffer, images)
-        atomic_write_bytes(target, buffer.getvalue())
-        written = [target]
+        _refuse_archive(target, archive)
+        atomic_write_bytes(target, blob)
+        written = target
+    elif output == "-":
+        if header.count != 1:
+            raise InputError(f"{archive}: holds {header.count} images; only a one-image archive goes to stdout "
+                                f"(or use --npy -c)")
+        from .images import encode_image
+        _write_stdout(encode_image(images[0], formats[0]))
+        return
+    elif header.count == 1 and not header.names and (output is None or not Path(output).is_dir()):
+        from .images import encode_image
+        target = Path(output) if output else _default_target(archive, 1)
+        _refuse_existing(target, force)
+        _refuse_archive(target, archive)
+        atomic_write_bytes(target, encode_image(images[0], formats[0]))
+        written = target
     else:
-        outdir = output or archive.with_suffix("")
+        from .images import SUFFIX_OF_FORMAT, encode_image
+        outdir = Path(output) if output else _default_target(archive, header.count)
         names = header.names or [f"image_{i:05d}" for i in range(header.count)]
-        targets = [outdir / (str(safe_relative(name)) + ".png") for name in names]
-        if len(set(targets)) != len(targets):
-            raise ArchiveError(f"{archive}: holds the same file name twice; use --npy to get every image")
-        for target in targets:
-            _refuse_existing(target, force)
-        written = []
-        for target, image in zip(targets, images):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(target, png_bytes(image))
-            written.append(target)
+        relative = safe_output_paths(names, [SUFFIX_OF_FORMAT[f] for f in formats], archive)
+        for rel in relative:
+            _refuse_existing(outdir / rel, force)
+        for rel, image, fmt in zip(relative, images, formats):
+            write_inside(outdir, rel, encode_image(image, fmt))
+        written = outdir
     if not quiet:
-        where = written[0] if as_npy else (output or archive.with_suffix(""))
-        click.echo(f"{archive}: {header.count} images restored -> {where}")
+        click.echo(f"{archive}: {header.count} images restored -> {written}", err=True)
 
 
-def _read_archive_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+def _refuse_archive(target: Path, archive: str) -> None:
+    if archive != "-" and (_same_file(target, Path(archive)) or target.resolve() == Path(archive).resolve()):
+        raise InputError(f"{target}: is the archive itself; choose another output")
 
 
-def _parse(codec, path: Path, data: bytes):
+def _npy_bytes(images) -> bytes:
+    buffer = io.BytesIO()
+    if isinstance(images, np.ndarray):
+        np.save(buffer, images)
+    else:
+        np.savez(buffer, **{f"image_{i:05d}": image for i, image in enumerate(images)})
+    return buffer.getvalue()
+
+
+def _parse(codec, path, data: bytes):
     try:
         return codec.read(data)
-    except ArchiveError as exc:
-        raise ArchiveError(f"{path}: {exc}") from None
+    except SerecodecError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+@main.command(name="test")
+@click.argument("archives", nargs=-1, required=True)
+@click.option("--model", default=None, metavar="NAME|PATH", help="Coding model (default: the shipped one).")
+@click.option("-q", "--quiet", is_flag=True, help="Only the exit status tells.")
+@friendly_errors
+def test_archives(archives, model, quiet):
+    """Decode every archive and verify its checksums; write nothing. Exit 1 if any fails."""
+    from .codec import Codec
+
+    codec, failed = Codec(model), 0
+    for archive in archives:
+        try:
+            header = _parse(codec, archive, _read_input_bytes(archive))
+            codec.decompress_archive(header)
+        except SerecodecError as exc:
+            failed += 1
+            click.echo(f"serecodec: error: {archive}: {str(exc).removeprefix(f'{archive}: ')}", err=True)
+            continue
+        if not quiet:
+            click.echo(f"{archive}: OK ({header.count} images, {header.method})")
+    if failed:
+        sys.exit(1)
+
+
+@main.command(name="list")
+@click.argument("archive")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def list_archive(archive, as_json):
+    """List an archive's images: name, format and size, with the method and bits/dim."""
+    from .archive import Archive
+
+    data = _read_input_bytes(archive)
+    try:
+        header = Archive.from_bytes(data)
+    except SerecodecError as exc:
+        raise type(exc)(f"{archive}: {exc}") from None
+    names = header.names or [f"image_{i:05d}" for i in range(header.count)]
+    formats = header.formats or ["png"] * header.count
+    entries = [{"name": n, "format": f, "height": h, "width": w}
+               for n, f, (h, w) in zip(names, formats, header.shapes)]
+    summary = {"archive": archive, "method": header.method, "images": header.count, "bytes": len(data),
+               "bits_per_dim": 8 * len(data) / header.pixels if header.pixels else None}
+    if as_json:
+        click.echo(json.dumps({**summary, "entries": entries}, indent=2))
+        return
+    for e in entries:
+        click.echo(f"{e['width']:>6d}x{e['height']:<6d} {e['format']:<8s} {e['name']}")
+    bpd = f"{summary['bits_per_dim']:.4f}" if summary["bits_per_dim"] is not None else "-"
+    click.echo(f"{header.count} images, {len(data)} bytes, {bpd} bits/dim ({header.method})")
 
 
 @main.command()
-@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("archive")
 @click.option("--model", default=None, metavar="NAME|PATH", help="Coding model to compare with (default: the shipped one).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @friendly_errors
 def info(archive, model, as_json):
-    """Show an archive's header: model, count, shape, size and bits per dimension."""
+    """Show an archive's header: method, model, count, sizes, and bits per dimension."""
     from .archive import Archive
-    from .bitsback import initial_word_count
     from .codec import Codec, resolve_coding_model
 
-    data = _read_archive_bytes(archive)
+    data = _read_input_bytes(archive)
     try:
         header = Archive.from_bytes(data)
-    except ArchiveError as exc:
-        raise ArchiveError(f"{archive}: {exc}") from None
-    dims = header.count * header.height * header.width
-    known = Codec(model).model if resolve_coding_model(model).is_file() else None
-    matches = (known is not None and header.made_with(known.hash)) if header.method == "bits-back" else None
+    except SerecodecError as exc:
+        raise type(exc)(f"{archive}: {exc}") from None
+    dims = header.pixels
+    matches = None
+    known = None
+    if header.method == "bits-back":
+        known = Codec(model).model if resolve_coding_model(model).is_file() else None
+        matches = known is not None and header.made_with(known.hash)
+    shapes = sorted({(h, w) for h, w, _ in header.sizes})
     report = {
-        "archive": str(archive), "format_version": header.version, "method": header.method,
-        "coding_model": header.model_hash or None,
-        "model_matches": matches, "images": header.count, "shape": [header.height, header.width],
+        "archive": archive, "format_version": header.version, "method": header.method,
+        "coding_model": header.model_hash or None, "model_matches": matches, "images": header.count,
+        "shape": list(shapes[0]) if len(shapes) == 1 else None,
+        "sizes": [list(s) for s in shapes[:20]], "pixels": dims,
         "bytes": len(data), "payload_bits": header.payload_bits, "batches": len(header.batch_sizes),
-        "names": header.names is not None,
-        **({"context_table": header.context_table} if header.method == "context" else {}), "bits_per_dim": 8 * len(data) / dims if dims else None,
+        "names": header.names is not None, "formats": sorted(set(header.formats)) if header.formats else None,
+        **({"context_table": header.context_table} if header.method in ("context", "adaptive") else {}),
+        "bits_per_dim": 8 * len(data) / dims if dims else None,
     }
-    if matches and header.method == "bits-back":   # the initial bits are a property of the coding model
+    if matches:   # the initial bits are a property of the coding model
+        from .bitsback import initial_word_count
         initial = 32 * initial_word_count(known)
         report.update(initial_bits=initial, net_bits_per_dim=(header.payload_bits - initial) / dims)
     if as_json:
@@ -208,12 +382,18 @@ def bpd(model_path, data_path, data_dir, limit, iw_samples, iw_limit, code, thre
     """Model -ELBO, IW log-likelihood and real coded rate, in nats/image and bits/dim."""
     import torch
 
+    from .checkpoint import load_model, resolve_model
+    from .data import fixed_test_set, load_mnist
     from .evaluate import evaluate
+    from .images import read_npy
 
     if threads:
         torch.set_num_threads(threads)
     if data_path is not None:
-        images, source = read_npy(data_path).reshape(-1, 784), str(data_path)
+        images = read_npy(data_path)
+        if images.shape[1:] != (28, 28):
+            raise InputError(f"{data_path}: expected shape (N, 28, 28) for bpd, got {images.shape}")
+        images, source = images.reshape(-1, 784), str(data_path)
     else:
         images, source = fixed_test_set(load_mnist(data_dir)), "mnist-test-binarized-rng0"
     if limit:
@@ -255,7 +435,8 @@ def _coded_rates(model_path, model, images: np.ndarray, quiet: bool) -> dict:
 
     from .bitsback import initial_word_count
     from .codec import Codec, resolve_coding_model
-    from .coding_model import CodingModel, export_coding_model
+    from .coding_model import CodingModel
+    from .export import export_coding_model
     from .evaluate import nats_to_bpd
 
     shipped = resolve_coding_model(model_path if model_path is not None else None)
@@ -299,7 +480,9 @@ def _coded_rates(model_path, model, images: np.ndarray, quiet: bool) -> dict:
 @friendly_errors
 def export(checkpoint, output, bucket_bits, force):
     """Freeze a training checkpoint: fp16 weights and the integer coding model."""
-    from .coding_model import export_coding_model, save_coding_model
+    from .checkpoint import export_weights, load_model
+    from .coding_model import save_coding_model
+    from .export import export_coding_model
 
     coding = output.with_name(output.name.removesuffix(".pt") + ".coding.npz")
     for path in (output, coding):
@@ -309,6 +492,7 @@ def export(checkpoint, output, bucket_bits, force):
     digest = save_coding_model(export_coding_model(load_model(output), bucket_bits, source=output.name), coding)
     click.echo(f"wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB)")
     click.echo(f"wrote {coding} ({os.path.getsize(coding) / 1e6:.1f} MB, coding model {digest[:16]})")
+
 
 
 if __name__ == "__main__":

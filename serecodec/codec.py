@@ -2,25 +2,29 @@
 
     >>> from serecodec import Codec
     >>> codec = Codec()                          # the shipped default coding model
-    >>> data = codec.compress(images)            # images: (N, 28, 28) array of 0/1
+    >>> data = codec.compress(images)            # (N, H, W) or (H, W) 0/1, or a list of 2-D images
     >>> assert (codec.decompress(data) == images).all()
+
+Four payload methods share one interface, ``encode(images) -> (payload, header fields)`` and
+``decode(archive) -> images``: bits-back over the learned model's tiles, the adaptive context
+model (any size, no model needed), the static digit context model (28x28 only) and deflate.
+``method="auto"`` keeps the smallest, and only builds bits-back when an estimate says it can win.
 """
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from .archive import Archive, ArchiveError, deflate_pixels, inflate_pixels, pixel_crc
-from .bitsback import BitsBackEncoder, StackIntegrityError, decode_images
-from .coding_model import CodingModel, CodingModelError, load_coding_model
-from .checkpoint import MODELS_DIR
-from .context_model import CURRENT_TABLE, ContextModel, ContextModelError, load_context_model
+from .archive import (MAX_TOTAL_PIXELS, Archive, ContentChecksum, check_image_shape, check_limits, deflate_pixels,
+                      inflate_pixels, name_bytes, size_runs, split_flat)
+from .errors import ArchiveError, InputError, LimitError
+from .paths import MODELS_DIR
 
 DEFAULT_CODING_MODEL = MODELS_DIR / "default.coding.npz"
+METHOD_CHOICES = ("auto", "bits-back", "adaptive", "context", "deflate")
+Images = Union[np.ndarray, Sequence[np.ndarray]]
 
 
 def resolve_coding_model(spec=None) -> Path:
@@ -34,156 +38,349 @@ def resolve_coding_model(spec=None) -> Path:
     return Path(spec)
 
 
-class Codec:
-    """Lossless compression of binary images with bits-back ANS over the SeRe-VAE hierarchy."""
+def as_images(images: Images, what: str = "images") -> Union[np.ndarray, list]:
+    """Normalize input to an (N, H, W) uint8 array or a list of (H, W) uint8 arrays of 0/1.
 
-    def __init__(self, model=None, engine: str = "numpy", max_batch: int = 256, threads: int = 1) -> None:
-        self.model: CodingModel = model if isinstance(model, CodingModel) else load_coding_model(
-            resolve_coding_model(model), engine)
-        self.max_batch = max_batch
-        self.threads = threads
-        self.shape = (28, 28)
-        self._context: Optional[ContextModel] = None
+    Accepts one (H, W) image, an (N, H, W) array or a list of 2-D arrays; pixels 0/1, bool, or
+    0/255 (255 = 1, as the command line reads 8-bit files). Anything else is an InputError.
+    """
+    if isinstance(images, np.ndarray) or not isinstance(images, (list, tuple)):
+        array = np.asarray(images)
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3:
+            raise InputError(f"{what} must be one (H, W) image or an (N, H, W) array, got shape {array.shape}")
+        if array.shape[0] == 0:
+            raise InputError(f"{what}: no images given")
+        check_image_shape(*array.shape[1:])
+        return _binary(array, what)
+    if not images:
+        raise InputError(f"{what}: no images given")
+    out = []
+    for i, image in enumerate(images):
+        image = np.asarray(image)
+        if image.ndim != 2:
+            raise InputError(f"{what}[{i}] must be a 2-D image, got shape {image.shape}")
+        check_image_shape(*image.shape)
+        out.append(_binary(image, f"{what}[{i}]"))
+    shapes = {image.shape for image in out}
+    return np.stack(out) if len(shapes) == 1 else out
+
+
+def _binary(array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.number):
+        raise InputError(f"{what}: pixels must be numbers, not {array.dtype}")
+    if np.isin(array, (0, 1)).all():
+        return array.astype(np.uint8)
+    if np.isin(array, (0, 255)).all():
+        return (array == 255).astype(np.uint8)
+    raise InputError(f"{what}: pixels must be 0/1 (or 0/255); binarize grey images first")
+
+
+def shapes_of(images) -> list:
+    if isinstance(images, np.ndarray):
+        return [tuple(images.shape[1:])] * len(images)
+    return [tuple(image.shape) for image in images]
+
+
+class Codec:
+    """Lossless compression of bilevel images: bits-back ANS over the SeRe-VAE hierarchy, with an
+    adaptive context model and deflate for what the learned model does not suit.
+
+    ``model``: a shipped name, a ``.coding.npz`` path or a ``CodingModel`` (loaded on first use,
+    so archives that do not need it never load it). ``max_pixels`` caps what one archive may
+    decode to (a hostile header cannot make it allocate more).
+    """
+
+    def __init__(self, model=None, engine: str = "numpy", max_batch: int = 256, threads: int = 1,
+                 max_pixels: int = MAX_TOTAL_PIXELS) -> None:
+        if not 1 <= max_batch <= 65535:
+            raise InputError(f"max_batch must be in 1..65535, not {max_batch}")
+        self._model_spec, self.engine = model, engine
+        self._model = None
+        self.max_batch, self.threads, self.max_pixels = max_batch, threads, max_pixels
+        self._context = None
+        self._adaptive = None
+        if engine.startswith("torch:cuda"):
+            from .fixedpoint import get_engine
+            get_engine(engine)          # fail now, in one line, if CUDA is not there
+
+    # -- the models, each loaded on first use ---------------------------------------------------
+    @property
+    def model(self):
+        """The integer coding model (bits-back)."""
+        if self._model is None:
+            from .coding_model import CodingModel, load_coding_model
+            spec = self._model_spec
+            self._model = spec if isinstance(spec, CodingModel) else load_coding_model(resolve_coding_model(spec),
+                                                                                         self.engine)
+        return self._model
 
     @property
-    def context(self) -> ContextModel:
-        """The static context model for small archives, loaded on first use."""
+    def tile(self) -> tuple:
+        return self.model.tile_shape
+
+    @property
+    def context(self):
+        """The static digit context model (28x28 only; format-2 archives and small digit sets)."""
         if self._context is None:
+            from .context_model import load_context_model
             self._context = load_context_model()
         return self._context
+
+    @property
+    def adaptive(self):
+        """The adaptive context model (any size)."""
+        if self._adaptive is None:
+            from .adaptive import load_adaptive_model
+            self._adaptive = load_adaptive_model()
+        return self._adaptive
 
     def _limited(self):
         """BLAS threads for the coder's products. One is the default: on a busy 2-core machine a
         second OpenBLAS thread made encoding 16x slower (benchmarks/codec.py measures both)."""
+        from threadpoolctl import threadpool_limits
         return threadpool_limits(limits=self.threads, user_api="blas")
 
-    def _check(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images)
-        if images.ndim == 2 and images.shape[1] == self.model.pixels:
-            images = images.reshape(len(images), *self.shape)
-        if images.ndim != 3 or images.shape[1:] != self.shape:
-            raise ValueError(f"images must have shape (N, 28, 28), got {images.shape}")
-        if not np.isin(images, (0, 1)).all():
-            raise ValueError("pixels must be 0 or 1")
-        return images.astype(np.uint8)
-
-    def encoder(self) -> BitsBackEncoder:
+    def encoder(self):
+        from .bitsback import BitsBackEncoder
         return BitsBackEncoder(self.model, self.max_batch)
 
     def stream(self) -> "StreamWriter":
         """An archive that grows one image (or batch) at a time; see ``StreamWriter``."""
         return StreamWriter(self)
 
-    def compress(self, images, names: Optional[Sequence[str]] = None,
-                 progress: Optional[Callable[[int], None]] = None, method: str = "auto") -> bytes:
-        """An archive of ``images``; ``method`` "auto" keeps the smallest of bits-back, the static
-        context model and deflate.
+    # -- compress ------------------------------------------------------------------------------
+    def compress(self, images: Images, names: Optional[Sequence[str]] = None,
+                 progress: Optional[Callable[[int], None]] = None, method: str = "auto",
+                 formats: Optional[Sequence[str]] = None) -> bytes:
+        """A complete archive of ``images`` (see ``as_images`` for what is accepted).
 
-        Bits-back pays ~1000 initial bits once, so for a few dozen images or fewer the static
-        context model is smaller (and deflate, for images unlike digits); the archive records
-        which method it holds.
+        ``names``: one file name per image, stored (compactly) and restored by ``read``.
+        ``formats``: one original file format per image (``archive.FORMATS``), so a command-line
+        decoder can write each image back in kind. ``method``: "auto" keeps the smallest of
+        bits-back, the adaptive context model, the static digit model (28x28 only) and deflate.
         """
-        if method not in ("auto", "bits-back", "deflate", "context"):
-            raise ValueError(f"method must be auto, bits-back, context or deflate, not {method!r}")
-        images = self._check(images)
-        if names is not None and len(names) != len(images):
-            raise ValueError("one name per image")
-        names = list(names) if names is not None else None
-        crc = pixel_crc(images)
+        if method not in METHOD_CHOICES:
+            raise InputError(f"method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
+        images = as_images(images)
+        shapes = shapes_of(images)
+        pixels = sum(h * w for h, w in shapes)
+        if pixels > self.max_pixels:
+            raise LimitError(f"{pixels:,} pixels are above the limit of {self.max_pixels:,} for one archive")
+        names = _check_names(names, len(shapes))
+        formats = _check_formats(formats, len(shapes))
+        checksum = ContentChecksum()
+        for image in images:
+            checksum.update(image)
+        base = dict(sizes=size_runs(shapes), names=names, formats=formats)
+
+        def sealed(method_name: str, payload: bytes, **fields) -> bytes:
+            archive = Archive(method_name, payload=payload, **base, **fields)
+            archive.content_crc = checksum.value(archive.meta_bytes())
+            return archive.to_bytes()
+
         candidates = []
-        if method in ("auto", "deflate"):
-            candidates.append(Archive("", len(images), *self.shape, crc, [], deflate_pixels(images), names,
-                                      method="deflate").to_bytes())
-        if method in ("auto", "context"):
-            candidates.append(Archive("", len(images), *self.shape, crc, [], self.context.encode(images), names,
-                                      method="context", context_table=CURRENT_TABLE).to_bytes())
-        if method in ("deflate", "context"):
-            return candidates[0]
-        encoder = self.encoder()
-        step = max(1, self.max_batch * 8)
-        with self._limited():
-            for start in range(0, len(images), step):
-                encoder.push(images[start:start + step].reshape(-1, self.model.pixels))
-                if progress:
-                    progress(len(images[start:start + step]))
-        candidates.append(Archive(self.model.hash, len(images), *self.shape, crc, encoder.batch_sizes,
-                                  encoder.compressed(), names).to_bytes())
+        if method in ("auto", "adaptive"):
+            candidates.append(sealed("adaptive", self.adaptive.encode(images), context_table=self.adaptive.table_id))
+        if method == "deflate" or (method == "auto" and pixels <= 1 << 16):
+            candidates.append(sealed("deflate", deflate_pixels(images)))
+        uniform = isinstance(images, np.ndarray)
+        if method == "context" or (method == "auto" and uniform and shapes[0] == (28, 28) and len(shapes) <= 4096):
+            if not (uniform and shapes[0] == (28, 28)):
+                raise InputError("the static context model codes 28x28 images only; use adaptive")
+            from .context_model import CURRENT_TABLE
+            candidates.append(sealed("context", self.context.encode(images).astype("<u4").tobytes(),
+                                     context_table=CURRENT_TABLE))
+        if method == "bits-back" or (method == "auto" and self._bits_back_may_win(images, min(map(len, candidates)))):
+            encoder = self.encoder()
+            from .bitsback import to_tiles
+            with self._limited():
+                for start in range(0, len(shapes), 2048):
+                    chunk = images[start:start + 2048]
+                    tiles, masks = to_tiles(chunk, self.tile)
+                    encoder.push(tiles, masks)
+                    if progress:
+                        progress(len(chunk))
+            candidates.append(sealed("bits-back", encoder.compressed().astype("<u4").tobytes(),
+                                     model_hash=self.model.hash, batch_sizes=list(encoder.batch_sizes)))
+        elif progress:
+            progress(len(shapes))
         return min(candidates, key=len)
 
+    def _bits_back_may_win(self, images, best_bytes: int) -> bool:
+        """Estimate the bits-back size from the model's -ELBO on a sample of tiles (no coding)."""
+        from .bitsback import initial_word_count, tile_count, to_tiles
+        shapes = shapes_of(images)
+        tiles = tile_count(shapes, self.tile)
+        initial_bits = 32 * initial_word_count(self.model)
+        if initial_bits / 8 > best_bytes:
+            return False
+        picks = np.unique(np.linspace(0, len(shapes) - 1, num=min(len(shapes), 64)).astype(int))
+        sample_tiles, _ = to_tiles([images[i] for i in picks], self.tile)
+        if len(sample_tiles) > 256:
+            sample_tiles = sample_tiles[np.linspace(0, len(sample_tiles) - 1, 256).astype(int)]
+        with self._limited():
+            nats = self.model.expected_rate(sample_tiles)["neg_elbo_nats"]
+        estimate_bytes = (tiles * nats / np.log(2) + initial_bits) / 8
+        return estimate_bytes < 1.1 * best_bytes
+
+    # -- decompress ----------------------------------------------------------------------------
     def read(self, data: bytes) -> Archive:
-        archive = Archive.from_bytes(data)
-        if archive.method == "bits-back" and not archive.made_with(self.model.hash):
-            raise ArchiveError(f"archive was made with coding model {archive.model_hash[:16]}…, "
-                               f"not this one ({self.model.hash[:16]}…); pass the matching --model")
-        if (archive.height, archive.width) != self.shape:
-            raise ArchiveError(f"archive holds {archive.height}x{archive.width} images; this model codes 28x28")
-        if archive.method == "context" and archive.context_table != CURRENT_TABLE:
-            raise ArchiveError(f"archive uses context table {archive.context_table}; this version of serecodec "
-                               f"has table {CURRENT_TABLE}")
+        """Parse and check an archive's header without decoding its payload.
+
+        Raises ArchiveError for anything that is not an intact archive this codec can decode
+        (damage, another coding model, an unknown table) and LimitError above ``max_pixels``.
+        """
+        archive = Archive.from_bytes(bytes(data), self.max_pixels)
+        check_limits(archive, self.max_pixels)
+        if archive.method == "bits-back":
+            if not archive.made_with(self.model.hash):
+                raise ArchiveError(f"archive was made with coding model {archive.model_hash[:16]}…, "
+                                   f"not this one ({self.model.hash[:16]}…); pass the matching --model")
+            from .bitsback import tile_count
+            tiles = tile_count(archive.shapes, self.tile)
+            if tiles > 8 * len(archive.payload) or sum(archive.batch_sizes) != tiles or \
+                    max(archive.batch_sizes, default=0) > 65535 or len(archive.payload) % 4:
+                raise ArchiveError("corrupted archive: the bits-back batches do not match the image sizes")
+            if archive.particles != 1 or archive.warm_images:
+                raise ArchiveError("archive uses bits-back options this version cannot decode")
+        if archive.method == "context":
+            from .context_model import CURRENT_TABLE
+            if archive.context_table != CURRENT_TABLE:
+                raise ArchiveError(f"archive uses context table {archive.context_table}; this version of serecodec "
+                                   f"has table {CURRENT_TABLE}")
+            if archive.uniform_shape not in (None, (28, 28)) or (archive.count and archive.uniform_shape is None):
+                raise ArchiveError("corrupted archive: the static context model codes 28x28 images only")
+        if archive.method == "adaptive" and archive.context_table != self.adaptive.table_id:
+            raise ArchiveError(f"archive uses adaptive table {archive.context_table}; this version of serecodec "
+                               f"has table {self.adaptive.table_id}")
+        if archive.unordered:
+            raise ArchiveError("archive is unordered, which this version cannot decode")
         return archive
 
-    def decompress(self, data: bytes, progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    def decompress(self, data: bytes, progress: Optional[Callable[[int], None]] = None) -> Union[np.ndarray, list]:
+        """The images of an archive, verified against its checksum: an (N, H, W) uint8 array when
+        all have one size, else a list of (H, W) arrays. Raises ArchiveError on any damage."""
         return self.decompress_archive(self.read(data), progress)
 
-    def decompress_archive(self, archive: Archive, progress=None) -> np.ndarray:
-        if archive.method in ("deflate", "context"):
-            if archive.method == "deflate":
-                images = inflate_pixels(archive.payload, archive.count, archive.height, archive.width)
-            else:
-                try:
-                    images = self.context.decode(archive.payload, archive.count)
-                except (ValueError, RuntimeError, AssertionError) as exc:   # the range decoder refuses impossible words
-                    raise ArchiveError(f"corrupted archive ({exc})") from None
-            if pixel_crc(images) != archive.pixel_crc:
-                raise ArchiveError("corrupted archive: decoded pixels fail the CRC-32 check")
-            if progress:
-                progress(archive.count)
-            return images
+    def decompress_archive(self, archive: Archive, progress: Optional[Callable[[int], None]] = None):
+        """Decode a parsed archive (from ``read``) and verify its content checksum."""
+        shapes = archive.shapes
+        if archive.method == "deflate":
+            images = inflate_pixels(archive.payload, shapes)
+        elif archive.method == "adaptive":
+            images = split_flat(self.adaptive.decode(archive.payload, shapes), shapes)
+        elif archive.method == "context":
+            words = np.frombuffer(archive.payload, dtype="<u4").astype(np.uint32)
+            try:
+                images = list(self.context.decode(words, archive.count))
+            except (ValueError, RuntimeError, AssertionError) as exc:   # the range decoder refuses impossible words
+                raise ArchiveError(f"corrupted archive ({exc})") from None
+        else:
+            images = self._decode_bits_back(archive, shapes, progress)
+            progress = None
+        if progress:
+            progress(archive.count)
+        archive.verify(images)
+        return _assemble(images, archive.uniform_shape)
+
+    def _decode_bits_back(self, archive: Archive, shapes: list, progress) -> list:
+        from .bitsback import decode_images, from_tiles, tile_masks
+        words = np.frombuffer(archive.payload, dtype="<u4").astype(np.uint32)
+        tile = self.tile
+        per_image = None
+        if progress and len({s for s in shapes}) == 1:
+            per_image = -(-shapes[0][0] // tile[0]) * -(-shapes[0][1] // tile[1])
+        report = (lambda tiles: progress(max(1, tiles // per_image))) if per_image else None
         try:
             with self._limited():
-                flat = decode_images(self.model, archive.payload, archive.batch_sizes, progress)
-        except StackIntegrityError:
-            raise ArchiveError("corrupted archive: the bits-back stack did not return to its initial state") from None
+                flat = decode_images(self.model, words, archive.batch_sizes, report,
+                                     masks=tile_masks(shapes, tile))
         except (ValueError, RuntimeError) as exc:   # the coder refuses impossible states
+            if isinstance(exc, ArchiveError):
+                raise ArchiveError(f"corrupted archive: {exc}") from None
             raise ArchiveError(f"corrupted archive ({exc})") from None
-        images = flat.reshape(archive.count, *self.shape)
-        if pixel_crc(images) != archive.pixel_crc:
-            raise ArchiveError("corrupted archive: decoded pixels fail the CRC-32 check")
-        return images
+        return from_tiles(flat, shapes, tile)
+
+
+def _assemble(images: list, uniform: Optional[tuple]):
+    if uniform is not None:
+        if isinstance(images, np.ndarray):
+            return images.astype(np.uint8, copy=False)
+        return np.stack(images).astype(np.uint8, copy=False) if images else np.zeros((0, *uniform), np.uint8)
+    return [np.asarray(image, dtype=np.uint8) for image in images]
+
+
+def _check_names(names, count: int) -> Optional[list]:
+    if names is None:
+        return None
+    names = list(names)
+    if len(names) != count:
+        raise InputError(f"{len(names)} names for {count} images: give one name per image")
+    from .archive import MAX_NAME_BYTES
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise InputError(f"names must be non-empty strings, got {name!r}")
+        raw = name_bytes(name)
+        if b"\0" in raw or len(raw) > MAX_NAME_BYTES:
+            raise InputError(f"name {name!r} holds a NUL byte or is longer than {MAX_NAME_BYTES} bytes")
+    return names
+
+
+def _check_formats(formats, count: int) -> Optional[list]:
+    if formats is None:
+        return None
+    from .archive import FORMATS
+    formats = list(formats)
+    if len(formats) != count or any(f not in FORMATS for f in formats):
+        raise InputError(f"formats must be one of {', '.join(FORMATS)} per image")
+    return formats
 
 
 class StreamWriter:
-    """Online compression: ``append`` images as they arrive, ``to_bytes`` any time for a complete archive.
-
-    All appended images chain on one bits-back stack, so the initial bits are paid once and the
-    rate per image falls towards the model's -ELBO as the stream grows.
-    """
+    """Online compression: ``append`` images as they arrive, ``to_bytes`` any time for a complete
+    archive (bits-back; all images chain on one stack, so the initial bits are paid once)."""
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self.encoder = codec.encoder()
-        self.count = 0
-        self.crc = 0
-        self.names: list = []
+        self.shapes: list = []
+        self.checksum = ContentChecksum()
+        self.names: Optional[list] = None
 
-    def append(self, images, names: Optional[Sequence[str]] = None) -> None:
-        """Append one image (28, 28) or a batch (N, 28, 28) of 0/1 pixels."""
-        images = np.asarray(images)
-        images = self.codec._check(images[None] if images.ndim == 2 and images.shape == self.codec.shape else images)
+    @property
+    def count(self) -> int:
+        return len(self.shapes)
+
+    def append(self, images: Images, names: Optional[Sequence[str]] = None) -> None:
+        """Append one image (H, W) or a batch (N, H, W) / list of 0/1 pixels, with names for all or none."""
+        from .bitsback import to_tiles
+        images = as_images(images)
+        shapes = shapes_of(images)
+        if (names is not None) != (self.names is not None) and self.count:
+            raise InputError("give names with every append or with none (the archive stores one per image)")
+        names = _check_names(names, len(shapes))
         with self.codec._limited():
-            self.encoder.push(images.reshape(len(images), -1))
-        self.crc = zlib.crc32(np.ascontiguousarray(images).tobytes(), self.crc)
-        self.count += len(images)
+            tiles, masks = to_tiles(images, self.codec.tile)
+            self.encoder.push(tiles, masks)
+        for image in images:
+            self.checksum.update(image)
+        self.shapes += shapes
         if names is not None:
-            self.names += list(names)
+            self.names = (self.names or []) + names
 
     def payload_bits(self) -> int:
         return 32 * int(self.encoder.coder.num_words())
 
     def to_bytes(self) -> bytes:
-        names = self.names if self.names and len(self.names) == self.count else None
-        return Archive(self.codec.model.hash, self.count, *self.codec.shape, self.crc & 0xFFFFFFFF,
-                       list(self.encoder.batch_sizes), self.encoder.compressed(), names).to_bytes()
+        archive = Archive("bits-back", size_runs(self.shapes), self.encoder.compressed().astype("<u4").tobytes(),
+                          model_hash=self.codec.model.hash, batch_sizes=list(self.encoder.batch_sizes),
+                          names=self.names)
+        archive.content_crc = self.checksum.value(archive.meta_bytes())
+        return archive.to_bytes()
 
 
-__all__ = ["Codec", "StreamWriter", "ArchiveError", "CodingModelError", "resolve_coding_model"]
+__all__ = ["Codec", "StreamWriter", "ArchiveError", "as_images", "resolve_coding_model"]

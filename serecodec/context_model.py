@@ -17,7 +17,8 @@ from pathlib import Path
 import constriction
 import numpy as np
 
-from .checkpoint import MODELS_DIR
+from .errors import SerecodecError
+from .paths import MODELS_DIR
 
 PIXEL_BITS = 24
 # (row offset, column offset) of the causal neighbours, most significant context bit first
@@ -33,7 +34,7 @@ CURRENT_TABLE = 1
 _BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
 
 
-class ContextModelError(RuntimeError):
+class ContextModelError(SerecodecError):
     """The context-model file is missing or damaged; the message names it."""
 
 
@@ -104,7 +105,7 @@ class ContextModel:
         height, width = self.height, self.width
         decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
         padded_width = width + 2 * PAD_SIDE
-        padded = np.zeros((count, (PAD_TOP + height) * padded_width), dtype=np.int64)
+        padded = np.zeros((count, (PAD_TOP + height) * padded_width), dtype=np.uint8)
         # for each pixel: the flat positions of its neighbours, and the weights that make them a number
         rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
         here = (PAD_TOP + rows.ravel()) * padded_width + PAD_SIDE + cols.ravel()
@@ -114,7 +115,7 @@ class ContextModel:
         weights = (1 << np.arange(len(TEMPLATE) - 1, -1, -1)) << shift
         blocks = _block_index(height, width).ravel()
         for pixel in range(height * width):
-            ctx = padded[:, neighbours[pixel]] @ weights + blocks[pixel]
+            ctx = padded[:, neighbours[pixel]].astype(np.int64) @ weights + blocks[pixel]
             padded[:, here[pixel]] = decoder.decode(_BERNOULLI, self._probabilities(ctx))
         return padded[:, here].reshape(count, height, width).astype(np.uint8)
 

@@ -1,13 +1,22 @@
-"""Atomic file writes: a temporary file in the target's directory, then a rename.
+"""Safe file output: atomic writes, and decoded files that stay inside their output directory.
 
-A reader never sees a half-written file and an interrupted write never destroys the old one.
-The result gets the usual permissions (0666 less the umask), not mkstemp's private 0600.
+A reader never sees a half-written file and an interrupted write never destroys the old one:
+data goes to a temporary file beside the target (``.NAME.serecodec-PID-XXXX.tmp``), then a
+rename. A rename replaces a symlink itself rather than writing through it. Temporary files are
+removed on every exit Python sees (errors, Ctrl-C, SIGTERM through the CLI); after a kill -9,
+the next write to the same target removes those whose process is gone. Results get the usual
+permissions (0666 less the umask), not mkstemp's private 0600.
 """
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from .errors import InputError
+
+TMP_MARK = ".serecodec-"
 
 
 def _umask() -> int:
@@ -16,9 +25,36 @@ def _umask() -> int:
     return mask
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    prefix = "." + path.name + TMP_MARK
+    try:
+        entries = [e for e in os.scandir(path.parent) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + TMP_MARK + f"{os.getpid()}-", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -28,3 +64,40 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def safe_output_paths(names: list, suffixes: list, archive: str) -> list:
+    """Relative output paths for stored names; refuses unsafe names and clashes before anything
+    is written (two equal paths, or a file where another name needs a directory)."""
+    from .images import safe_relative
+
+    paths = [safe_relative(str(safe_relative(name)) + suffix) for name, suffix in zip(names, suffixes)]
+    if len(set(paths)) != len(paths):
+        raise InputError(f"{archive}: holds the same file name twice; use --npy to get every image")
+    directories = {parent for path in paths for parent in path.parents if parent != PurePosixPath(".")}
+    clash = directories.intersection(paths)
+    if clash:
+        raise InputError(f"{archive}: {sorted(clash)[0]} would be both a file and a directory; use --npy")
+    return paths
+
+
+def write_inside(outdir: Path, relative: PurePosixPath, data: bytes) -> Path:
+    """Write ``outdir/relative`` atomically, creating directories, never through a symlink below
+    ``outdir`` (so nothing lands outside it)."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    current = outdir
+    for part in relative.parts[:-1]:
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            os.mkdir(current)
+            continue
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            raise InputError(f"{current}: is a symlink or not a directory; refusing to write through it")
+    target = current / relative.parts[-1]
+    if os.path.isdir(target) and not os.path.islink(target):
+        raise InputError(f"{target}: is a directory")
+    atomic_write_bytes(target, data)
+    return target

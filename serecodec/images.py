@@ -1,29 +1,37 @@
-"""Reading user images into 0/1 arrays and writing decoded ones, with errors that name the file.
+"""Reading user images into 0/1 arrays and writing decoded ones back in kind, with errors that
+name the file.
 
-Pixel convention (MNIST's): 1 = ink = white (255), 0 = black. Lossless coding needs pixels
-that are already 0/1; grey or colour input is refused unless the user asks for a threshold,
-which is lossy.
+Pixel convention (MNIST's): 1 = ink = white (255) for grey files, 0 = black; a 1-bit file's
+set bits are 1. Lossless coding needs pixels that are already bilevel; grey or colour input is
+refused unless the user asks for a threshold, which is lossy. Every failure of a reader, for
+any bytes, is an ``InputError`` naming the file; sizes are checked before pixels are allocated.
 """
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-SHAPE = (28, 28)
-IMAGE_SUFFIXES = {".png", ".pbm", ".pgm", ".ppm", ".pnm", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jpg", ".jpeg"}
+from .archive import MAX_IMAGE_PIXELS, MAX_NAME_BYTES, check_image_shape, name_bytes
+from .errors import InputError, LimitError
+
+IMAGE_SUFFIXES = {".png", ".pbm", ".pgm", ".ppm", ".pnm", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# Pillow format name -> the archive's format name (what the image is written back as)
+_PIL_FORMATS = {"PNG": "png", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tiff"}
+SUFFIX_OF_FORMAT = {"png": ".png", "pbm": ".pbm", "pgm": ".pgm", "ppm": ".ppm", "tiff": ".tif", "tiff-g4": ".tif",
+                    "bmp": ".bmp", "gif": ".gif", "webp": ".webp", "npy": ".png"}
 
 
-class InputError(RuntimeError):
-    """Bad user input; the message names the file and the problem."""
-
-
-def _to_binary(array: np.ndarray, path: Path, threshold: Optional[float]) -> np.ndarray:
+def _to_binary(array: np.ndarray, path, threshold: Optional[float]) -> np.ndarray:
     if threshold is not None:
         scale = 255.0 if array.max(initial=0) > 1 else 1.0
         return (array.astype(np.float64) / scale >= threshold).astype(np.uint8)
+    if array.dtype == bool:
+        return array.astype(np.uint8)
     values = np.unique(array)
     if set(values.tolist()) <= {0, 1}:
         return array.astype(np.uint8)
@@ -33,95 +41,185 @@ def _to_binary(array: np.ndarray, path: Path, threshold: Optional[float]) -> np.
                      f"0/1 pixels (use --threshold T to binarize, which is lossy)")
 
 
-def read_image(path: Path, threshold: Optional[float] = None) -> np.ndarray:
-    """One image file as a (28, 28) uint8 array of 0/1."""
+def _format_of(img: Image.Image, raw: bytes) -> str:
+    if img.format == "PPM":
+        return {b"P1": "pbm", b"P4": "pbm", b"P2": "pgm", b"P5": "pgm"}.get(raw[:2], "ppm")
+    if img.format == "TIFF" and img.info.get("compression") == "group4":
+        return "tiff-g4"
+    return _PIL_FORMATS.get(img.format, "png")
+
+
+def read_image(path, threshold: Optional[float] = None, data: Optional[bytes] = None) -> tuple:
+    """One image file (or its bytes) as ((H, W) uint8 array of 0/1, format name)."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode == "1":
-                array = np.array(img, dtype=np.uint8)
-            else:
-                if mode in ("P", "PA"):
-                    img = img.convert("RGBA")
-                array = np.array(img)
-    except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image file Pillow can read") from None
+        raw = data if data is not None else Path(path).read_bytes()
     except OSError as exc:
-        raise InputError(f"{path}: cannot read image ({exc})") from None
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as img:
+                width, height = img.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise LimitError(f"{path}: {width}x{height} pixels, above the limit of {MAX_IMAGE_PIXELS:,} "
+                                     f"per image")
+                if getattr(img, "n_frames", 1) > 1:
+                    raise InputError(f"{path}: has {img.n_frames} frames/pages; give one image per file "
+                                     f"(frames are not split yet)")
+                fmt = _format_of(img, raw)
+                img.load()
+                array = _pixels(img, path, threshold)
+    except (InputError, LimitError):
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise LimitError(f"{path}: too many pixels for one image (limit {MAX_IMAGE_PIXELS:,})") from None
+    except MemoryError:
+        raise LimitError(f"{path}: not enough memory to read this image") from None
+    except Exception as exc:   # Pillow raises many kinds (SyntaxError, ValueError, OSError...) for bad files
+        raise InputError(f"{path}: not an image file Pillow can read ({type(exc).__name__})") from None
+    check_image_shape(*array.shape)
+    return _to_binary(array, path, threshold), fmt
+
+
+def _pixels(img: Image.Image, path, threshold) -> np.ndarray:
+    """The image's visible pixels as a 2-D array: refuse transparency and colour unless thresholding."""
+    mode = img.mode
+    if mode == "1":
+        return np.array(img, dtype=np.uint8)
+    if mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    elif mode == "CMYK":
+        img = img.convert("RGB")
+    elif mode == "LA":
+        img = img.convert("RGBA")
+    elif mode.startswith("I") or mode == "F":
+        array = np.array(img)
+        if threshold is None and not np.isin(array, (0, 1, 255)).all():
+            raise InputError(f"{path}: {mode} image with grey levels; lossless coding needs 0/1 pixels")
+        return np.where(array > 1, 255, array).astype(np.uint8) if threshold is None else array
+    array = np.array(img)
     if array.ndim == 3:
-        colour = array[..., :3]
-        if array.shape[2] == 4 and (array[..., 3] != 255).any():
+        colour = array[..., :3] if array.shape[2] >= 3 else array[..., :1]
+        if array.shape[2] in (2, 4) and (array[..., -1] != 255).any():
             raise InputError(f"{path}: has transparency; lossless coding needs opaque 0/1 pixels")
-        if not ((colour == colour[..., :1]).all()):
+        if not (colour == colour[..., :1]).all():
             if threshold is None:
                 raise InputError(f"{path}: colour image; lossless coding needs 0/1 pixels "
                                  f"(use --threshold T to binarize, which is lossy)")
-            colour = colour.mean(-1)
-            array = colour
-        else:
-            array = colour[..., 0]
-    if array.shape != SHAPE:
-        raise InputError(f"{path}: size {array.shape[1]}x{array.shape[0]}, this model codes 28x28 images")
-    return _to_binary(array, path, threshold)
+            return colour.mean(-1)
+        return colour[..., 0]
+    return array
 
 
-def read_npy(path: Path, threshold: Optional[float] = None) -> np.ndarray:
+def read_npy(path, threshold: Optional[float] = None, data: Optional[bytes] = None) -> np.ndarray:
+    """An .npy of shape (N, H, W), (H, W) or (N, 784), checked before its data is read."""
     try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable .npy array ({exc})") from None
-    if array.ndim == 2 and array.shape[1] == SHAPE[0] * SHAPE[1]:
-        array = array.reshape(len(array), *SHAPE)
-    if array.ndim != 3 or array.shape[1:] != SHAPE:
-        raise InputError(f"{path}: expected shape (N, 28, 28) or (N, 784), got {array.shape}")
-    if len(array) == 0:
-        raise InputError(f"{path}: contains no images")
+        handle = io.BytesIO(data) if data is not None else open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            shape, fortran, dtype = np.lib.format._read_array_header(handle, version, max_header_size=10000)
+        except Exception as exc:
+            raise InputError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise InputError(f"{path}: .npy holds {dtype}, not numbers")
+        if len(shape) == 2 and shape[1] == 784:
+            shape = (shape[0], 28, 28)
+        if len(shape) == 2:
+            shape = (1, *shape)
+        if len(shape) != 3:
+            raise InputError(f"{path}: expected shape (N, H, W), (H, W) or (N, 784), got {shape}")
+        if shape[0] == 0:
+            raise InputError(f"{path}: contains no images")
+        check_image_shape(shape[1], shape[2])
+        total = int(np.prod(shape, dtype=object))
+        if total > (1 << 31):
+            raise LimitError(f"{path}: {total:,} pixels, above the limit of {1 << 31:,}")
+        body = handle.read(total * dtype.itemsize + 1)
+    if len(body) != total * dtype.itemsize:
+        raise InputError(f"{path}: truncated .npy ({len(body)} of {total * dtype.itemsize} data bytes)")
+    array = np.frombuffer(body, dtype=dtype).reshape(shape, order="F" if fortran else "C")
     return _to_binary(array, path, threshold)
 
 
-def collect_inputs(paths: list, threshold: Optional[float] = None) -> tuple[np.ndarray, list]:
-    """Images and their names from files, directories (their image files) and .npy arrays."""
+def collect_inputs(paths: list, threshold: Optional[float] = None, stdin: Optional[bytes] = None) -> tuple:
+    """Images, their names (None for arrays: generated names are not stored) and formats, from
+    files, directories (their image files, recursively), .npy arrays and '-' (stdin)."""
     if not paths:
         raise InputError("no input files given")
-    images, names = [], []
-    for given in map(Path, paths):
-        if given.is_dir():
-            files = sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | {".npy"})
-            if not files:
-                raise InputError(f"{given}: directory holds no image files")
-            entries = [(f, PurePosixPath(f.relative_to(given).as_posix())) for f in files]
-        elif given.is_file():
-            entries = [(given, PurePosixPath(given.name))]
+    images, names, formats = [], [], []
+    for given in paths:
+        given = str(given)
+        if given == "-":
+            entries = [("-", PurePosixPath("stdin"))]
         else:
-            raise InputError(f"{given}: no such file or directory")
-        for path, name in entries:
-            if path.suffix.lower() == ".npy":
-                block = read_npy(path, threshold)
-                images.append(block)
-                names += [str(name.with_name(f"{name.stem}_{i:05d}")) for i in range(len(block))]
+            path = Path(given)
+            if path.is_dir():
+                files = sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()
+                               and p.suffix.lower() in IMAGE_SUFFIXES | {".npy"})
+                if not files:
+                    raise InputError(f"{path}: directory holds no image files")
+                entries = [(f, PurePosixPath(f.relative_to(path).as_posix())) for f in files]
+            elif path.is_file():
+                entries = [(path, PurePosixPath(path.name))]
             else:
-                images.append(read_image(path, threshold)[None])
-                names.append(str(name.with_suffix("")))
-    seen = set()
-    for name in names:
-        if name in seen:
-            raise InputError(f"two inputs would both be restored as {name!r}; rename one")
-        seen.add(name)
-    return np.concatenate(images, axis=0), names
+                raise InputError(f"{path}: no such file or directory")
+        for source, name in entries:
+            data = stdin if source == "-" else None
+            is_npy = (str(source).lower().endswith(".npy") if source != "-" else data[:6] == b"\x93NUMPY")
+            if is_npy:
+                block = read_npy(source, threshold, data)
+                images += list(block)
+                names += [None] * len(block)
+                formats += ["npy"] * len(block)
+            else:
+                image, fmt = read_image(source, threshold, data)
+                images.append(image)
+                names.append(str(name.with_suffix("")) if source != "-" else None)
+                formats.append(fmt)
+    stored = names if any(n is not None for n in names) else None
+    if stored is not None:
+        stored = [n if n is not None else f"image_{i:05d}" for i, n in enumerate(names)]
+        seen = set()
+        for name in stored:
+            if name in seen:
+                raise InputError(f"two inputs would both be restored as {name!r}; rename one")
+            seen.add(name)
+    return images, stored, formats
 
 
 def safe_relative(name: str) -> PurePosixPath:
-    """A stored name as a path that stays inside the output directory."""
+    """A stored name as a relative path that stays inside the output directory, or InputError."""
     path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or not path.parts or "\\" in name:
+    raw = name_bytes(name)
+    if (path.is_absolute() or ".." in path.parts or not path.parts or "\\" in name or b"\0" in raw
+            or any(len(name_bytes(part)) > 255 for part in path.parts) or len(raw) > MAX_NAME_BYTES):
         raise InputError(f"archive holds an unsafe file name {name!r}")
     return path
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    import io
-
+def encode_image(image: np.ndarray, fmt: str) -> bytes:
+    """The bytes of a bilevel image in a file format (1 = white in grey formats, as read)."""
     buffer = io.BytesIO()
-    Image.fromarray(image.astype(bool)).save(buffer, format="PNG", optimize=True)
+    img = Image.fromarray(image.astype(bool))
+    if fmt == "pbm":
+        img.save(buffer, format="PPM")
+    elif fmt in ("pgm", "ppm"):
+        img.convert("L" if fmt == "pgm" else "RGB").save(buffer, format="PPM")
+    elif fmt == "tiff-g4":
+        img.save(buffer, format="TIFF", compression="group4")
+    elif fmt == "tiff":
+        img.save(buffer, format="TIFF")
+    elif fmt in ("bmp", "gif"):
+        img.save(buffer, format=fmt.upper())
+    elif fmt == "webp":
+        img.convert("L").save(buffer, format="WEBP", lossless=True)
+    else:
+        img.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    return encode_image(image, "png")

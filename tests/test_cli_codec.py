@@ -9,7 +9,8 @@ from PIL import Image
 
 from serecodec.cli import main
 from serecodec.codec import Codec
-from serecodec.coding_model import CodingModel, export_coding_model, save_coding_model
+from serecodec.coding_model import CodingModel, save_coding_model
+from serecodec.export import export_coding_model
 from serecodec.model import SeReVAE
 from tests.conftest import tiny_config
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from serecodec.archive import Archive, ArchiveError, _Reader, run_lengths, varints
 from serecodec.bitsback import initial_word_count
 from serecodec.codec import Codec
-from serecodec.coding_model import (CodingModel, CodingModelError, content_hash, export_coding_model,
+from serecodec.export import export_coding_model
+from serecodec.coding_model import (CodingModel, CodingModelError, content_hash,
                                     load_coding_model, save_coding_model)
 from serecodec.model import SeReVAE
 from tests.conftest import tiny_config

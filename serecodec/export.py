@@ -1,0 +1,123 @@
+"""Export: freeze a trained float SeRe-VAE into the arrays of an integer coding model.
+
+Kept apart from ``coding_model`` so that decoding needs numpy only; this module needs torch.
+Batch norm is folded into the next linear layer, weights are rounded to integers with a
+per-layer power-of-two scale (every partial sum checked below 2**53 here, once), and every
+nonlinearity becomes an integer table.
+"""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import numpy as np
+import torch
+from scipy.special import expit, ndtr, ndtri
+
+from .coding_model import CDF_BITS, CODING_FORMAT, PIXEL_BITS, SIGMA_BITS, IntLinear, IntMLP, _table
+from .fixedpoint import ACT_BITS, ACT_LIMIT, EXACT_LIMIT, Table
+from .gaussian import variance_from_output
+from .model import FreeAffine, FreeGaussian, GroupedMLP, SeReVAE
+
+MAX_WEIGHT_BITS = 24
+WEIGHT_PEAK_BITS = 14  # the largest weight of a layer maps to < 2**15 (int16 storage)
+
+
+def _softplus_elu(x: np.ndarray) -> np.ndarray:
+    return variance_from_output(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
+
+
+def _quantize_linear(weight: np.ndarray, bias: np.ndarray, in_bits: int, in_limit: float) -> IntLinear:
+    peak = float(np.abs(weight).max()) or 1.0
+    weight_bits = min(MAX_WEIGHT_BITS, WEIGHT_PEAK_BITS - int(np.ceil(np.log2(peak))))
+    w_int = np.round(weight * 2.0 ** weight_bits)
+    b_int = np.round(bias * 2.0 ** (in_bits + weight_bits)).astype(np.int64)
+    bound = np.abs(w_int).sum(axis=-2).max() * in_limit + np.abs(b_int).max()
+    if not bound < EXACT_LIMIT:
+        raise ValueError(f"integer layer could overflow exact float64 sums ({bound:.3g})")
+    return IntLinear(w_int, b_int, in_bits + weight_bits - ACT_BITS)
+
+
+
+def export_mlp(mlp: GroupedMLP, in_bits: int, tanh: Optional[Table],
+           norm: Optional[torch.nn.Module] = None) -> IntMLP:
+    w = mlp.first_weight.detach().double().numpy()
+    b = mlp.first_bias.detach().double().numpy()
+    if isinstance(norm, torch.nn.BatchNorm1d):          # fold x·a + c into the first layer
+        a = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).detach().double().numpy()
+        c = norm.bias.detach().double().numpy() - norm.running_mean.detach().double().numpy() * a
+        w, b = a[:, None] * w, b + c @ w
+    in_limit = 1.0 if in_bits == 0 else float(1 << (ACT_BITS + 10))
+    layers = [_quantize_linear(w, b, in_bits, in_limit)]
+    for weight, bias in zip(mlp.weights, mlp.biases):
+        layers.append(_quantize_linear(weight.detach().double().numpy(), bias.detach().double().numpy(),
+                                       ACT_BITS, float(1 << (ACT_BITS + 10))))
+    return IntMLP(layers, mlp.groups, mlp.hidden, tanh)
+
+
+def _tables(bucket_bits: int) -> dict:
+    one = 1 << ACT_BITS
+    tables = {
+        "tanh": Table.build(np.tanh, -8 * one, 8 * one, 2, ACT_BITS, ACT_BITS),
+        # the whole activation range: trained priors reach σ² of several hundred (raw ≈ σ² there)
+        "sigma": Table.build(lambda r: np.sqrt(_softplus_elu(r)), -8 * one, ACT_LIMIT, 6, ACT_BITS, SIGMA_BITS),
+        "inv_sigma": Table.build(lambda r: 1 / np.sqrt(_softplus_elu(r)), -8 * one, ACT_LIMIT, 6, ACT_BITS, SIGMA_BITS),
+        "diag": Table.build(_softplus_elu, -one, one, 0, ACT_BITS, ACT_BITS),
+        # direct lookup (no interpolation) at 2**-12: Φ is 0 or 1 at 2**-30 precision beyond ±6.2
+        "phi": Table.build(ndtr, -7 * one, 7 * one, 0, ACT_BITS, CDF_BITS),
+        "sigmoid": Table.build(lambda v: np.clip(expit(v), 2.0 ** -PIXEL_BITS, 1 - 2.0 ** -PIXEL_BITS),
+                               -24 * one, 24 * one, 4, ACT_BITS, PIXEL_BITS),
+    }
+    return {f"table/{name}/{k}": v for name, t in tables.items() for k, v in t.state().items()}
+
+
+def export_coding_model(model: SeReVAE, bucket_bits: int = 8, source: str = "") -> dict:
+    """Freeze a trained float model into the arrays of an integer coding model."""
+    model = model.eval()
+    cfg = model.config
+    arrays = _tables(bucket_bits)
+    tanh, sigma = _table(arrays, "tanh"), _table(arrays, "sigma")
+    K = 1 << bucket_bits
+    arrays["quantile"] = np.round(ndtri(np.arange(1, K) / K) * (1 << ACT_BITS)).astype(np.int64)
+    arrays["representative"] = np.round(ndtri((np.arange(K) + 0.5) / K) * (1 << ACT_BITS)).astype(np.int64)
+    nets: dict = {}
+
+    def add(name: str, mlp: GroupedMLP, in_bits: int, use_tanh: bool = False, norm=None) -> None:
+        net = export_mlp(mlp, in_bits, tanh if use_tanh else None, norm)
+        nets[name] = {"depth": len(net.layers), "groups": net.groups, "hidden": net.hidden, "tanh": use_tanh}
+        for i, layer in enumerate(net.layers):
+            storage = np.int16 if np.abs(layer.weight).max() < 2 ** 15 else np.int32
+            arrays[f"net/{name}/{i}/w"] = layer.weight.astype(storage)
+            arrays[f"net/{name}/{i}/b"] = layer.bias
+            arrays[f"net/{name}/{i}/shift"] = np.int64(layer.shift)
+
+    def to_fixed(t: torch.Tensor, bits: int = ACT_BITS) -> np.ndarray:
+        return np.round(t.detach().double().numpy() * (1 << bits)).astype(np.int64)
+
+    add("evidence", model.evidence, in_bits=0)
+    for layer in range(cfg.num_layers):
+        norm = model.norms[layer]
+        if isinstance(model.latent_encoders[layer], GroupedMLP):
+            add(f"latent{layer}", model.latent_encoders[layer], ACT_BITS, norm=norm)
+        add(f"posterior{layer}", model.posteriors[layer], ACT_BITS)
+        prior = model.priors[layer]
+        if isinstance(prior, GroupedMLP):
+            add(f"prior{layer}", prior, ACT_BITS, norm=norm)
+        else:
+            loc = to_fixed(prior.loc) if isinstance(prior, FreeGaussian) else np.zeros(cfg.latent_dim, np.int64)
+            raw = to_fixed(prior.raw_var) if isinstance(prior, FreeGaussian) else np.full(
+                cfg.latent_dim, round(float(np.log(np.e - 1)) * (1 << ACT_BITS)), np.int64)
+            arrays[f"const/prior{layer}_loc"], arrays[f"const/prior{layer}_sigma"] = loc, sigma(raw)
+        bij = model.bijectors[layer]
+        if isinstance(bij, FreeAffine):
+            arrays["const/bijector0_shift"] = to_fixed(bij.shift)
+            arrays["const/bijector0_diag"] = to_fixed(variance_from_output(bij.raw_diag))
+            arrays["const/bijector0_factor"] = to_fixed(bij.factor)
+        else:
+            add(f"bijector{layer}", bij, ACT_BITS, use_tanh=True, norm=norm)
+    add("decoder", model.decoder, ACT_BITS, norm=model.decoder_norm)
+    meta = {"format": CODING_FORMAT, "num_layers": cfg.num_layers, "latent_dim": cfg.latent_dim,
+            "image_pixels": cfg.image_pixels, "bucket_bits": bucket_bits, "variant": cfg.variant,
+            "nets": nets, "source": source}
+    arrays["meta_json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    return arrays
