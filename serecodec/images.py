@@ -120,7 +120,8 @@ def read_npy(path, threshold: Optional[float] = None, data: Optional[bytes] = No
     with handle:
         try:
             version = np.lib.format.read_magic(handle)
-            shape, fortran, dtype = np.lib.format._read_array_header(handle, version, max_header_size=10000)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = reader(handle, max_header_size=10000)
         except Exception as exc:
             raise InputError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
         if dtype.hasobject or dtype.kind not in "biuf":

@@ -76,15 +76,23 @@ def test_names_survive(codec, squares):
 
 
 def test_every_flipped_payload_byte_is_detected(codec, squares):
-    data = bytearray(codec.compress(squares[:20], method="bits-back"))
-    archive = codec.read(bytes(data))
-    payload_start = len(data) - 4 * len(archive.payload)
+    data = codec.compress(squares[:20], method="bits-back")
+    archive = codec.read(data)
+    payload_start = len(data) - 8 - len(archive.payload)
     rng = np.random.default_rng(0)
-    for pos in rng.choice(np.arange(payload_start, len(data)), size=12, replace=False):
+    for pos in rng.choice(np.arange(payload_start, len(data) - 8), size=12, replace=False):
         broken = bytearray(data)
         broken[pos] ^= 0x10
         with pytest.raises(ArchiveError, match="corrupted"):
             codec.decompress(bytes(broken))
+        with pytest.raises(ArchiveError, match="corrupted"):     # also with the archive checksum re-sealed
+            codec.decompress(reseal(bytes(broken)))
+
+
+def reseal(data: bytes) -> bytes:
+    """A format-3 archive with its archive checksum recomputed: what a hostile file would carry."""
+    import zlib
+    return data[:-4] + (zlib.crc32(data[:-4]) & 0xFFFFFFFF).to_bytes(4, "little")
 
 
 def test_header_damage_and_truncation_are_detected(codec, squares):
@@ -93,15 +101,36 @@ def test_header_damage_and_truncation_are_detected(codec, squares):
         codec.decompress(b"XXXX" + data[4:])
     with pytest.raises(ArchiveError, match="version 9"):
         codec.decompress(data[:4] + b"\x09" + data[5:])
+    with pytest.raises(ArchiveError, match="checksum"):
+        codec.decompress(data[:7] + bytes(16) + data[23:])
     with pytest.raises(ArchiveError, match="coding model"):
-        codec.decompress(data[:6] + bytes(16) + data[22:])
+        codec.decompress(reseal(data[:7] + bytes(16) + data[23:]))
     for cut in (3, 40, len(data) // 2, len(data) - 1):
-        with pytest.raises(ArchiveError, match="truncated"):
+        with pytest.raises(ArchiveError, match="truncated|checksum"):
             codec.decompress(data[:cut])
-    with pytest.raises(ArchiveError, match="unexpected bytes"):
+    with pytest.raises(ArchiveError, match="checksum"):
         codec.decompress(data + b"\0")
+    with pytest.raises(ArchiveError, match="unexpected bytes"):
+        codec.decompress(reseal(data[:-4] + b"\0" + data[-4:]))
 
 
+def test_names_sizes_and_formats_are_covered_by_the_checksum(codec, squares):
+    data = codec.compress(squares[:3], names=["digit0025", "digit0015", "x"], formats=["png", "pbm", "png"],
+                          method="adaptive")
+    raw = bytes(data)
+    position = raw.index(b"png") if b"png" in raw else None
+    assert position is None                       # names are deflated, formats are codes
+    for pos in range(5, len(raw) - 8):
+        broken = bytearray(raw)
+        broken[pos] ^= 0x01
+        for candidate in (bytes(broken), reseal(bytes(broken))):
+            try:
+                images = codec.decompress(candidate)
+                archive = codec.read(candidate)
+            except ArchiveError:
+                continue
+            assert archive.names == ["digit0025", "digit0015", "x"] and archive.formats == ["png", "pbm", "png"]
+            assert np.array_equal(images, squares[:3])
 @pytest.fixture(scope="module")
 def other_model():
     torch.manual_seed(5)
@@ -167,11 +196,13 @@ def test_coding_model_file_round_trip_and_hash(tmp_path, other_model):
 
 
 def test_archive_header_fields_round_trip():
-    archive = Archive("ab" * 32, 3, 28, 28, 1234, [1, 2], np.arange(5, dtype=np.uint32), ["a", "b", "c"])
+    archive = Archive("bits-back", [(28, 28, 2), (5, 7, 1)], bytes(range(20)), content_crc=1234, model_hash="ab" * 32,
+                      batch_sizes=[1, 2], names=["a", "b", "c"], formats=["png", "npy", "tiff-g4"])
     again = Archive.from_bytes(archive.to_bytes())
-    assert again.names == ["a", "b", "c"] and again.batch_sizes == [1, 2] and again.pixel_crc == 1234
-    assert np.array_equal(again.payload, archive.payload) and again.model_hash == "ab" * 16
-    assert again.made_with("ab" * 32) and not again.made_with("ac" * 32) and again.version == 2
+    assert again.names == ["a", "b", "c"] and again.batch_sizes == [1, 2] and again.content_crc == 1234
+    assert again.payload == archive.payload and again.model_hash == "ab" * 16 and again.formats == archive.formats
+    assert again.shapes == [(28, 28), (28, 28), (5, 7)] and again.count == 3 and again.version == 3
+    assert again.made_with("ab" * 32) and not again.made_with("ac" * 32)
 
 
 def test_varints_and_runs_round_trip():
@@ -182,37 +213,57 @@ def test_varints_and_runs_round_trip():
     assert run_lengths([256, 256, 256, 17, 1, 1]) == [[256, 3], [17, 1], [1, 2]]
 
 
-def _version_1_bytes(archive: Archive, full_hash: str) -> bytes:
-    """The version-1 layout (fixed fields, full hash), as the first release wrote it."""
+def _old_bytes(version: int, archive: Archive, full_hash: str, pixel_crc: int) -> bytes:
+    """The version-1 or version-2 layout (one image size, JSON names, pixel CRC), as earlier releases wrote it."""
     import struct
     import zlib
+    from serecodec.archive import raw_deflate, run_lengths, varints
     deflate = archive.method == "deflate"
+    if version == 1:
+        flags = (1 if archive.names is not None else 0) | (2 if deflate else 0)
+        sizes = zlib.compress(np.asarray(archive.batch_sizes, dtype="<u2").tobytes(), 9)
+        parts = [struct.pack("<4sBB32sIHHII", b"SeRe", 1, flags, bytes.fromhex(full_hash), archive.count,
+                             archive.height, archive.width, pixel_crc, len(archive.batch_sizes)),
+                 struct.pack("<I", len(sizes)), sizes]
+        if archive.names is not None:
+            names = zlib.compress(json.dumps(archive.names).encode(), 9)
+            parts += [struct.pack("<I", len(names)), names]
+        length = len(archive.payload) // (1 if deflate else 4)
+        return b"".join(parts + [struct.pack("<I", length), archive.payload])
     flags = (1 if archive.names is not None else 0) | (2 if deflate else 0)
-    sizes = zlib.compress(np.asarray(archive.batch_sizes, dtype="<u2").tobytes(), 9)
-    parts = [struct.pack("<4sBB32sIHHII", b"SeRe", 1, flags, bytes.fromhex(full_hash), archive.count,
-                         archive.height, archive.width, archive.pixel_crc, len(archive.batch_sizes)),
-             struct.pack("<I", len(sizes)), sizes]
+    parts = [b"SeRe", bytes([2, flags])]
+    if not deflate:
+        parts.append(bytes.fromhex(full_hash)[:16])
+    parts += [varints(archive.count, archive.height, archive.width), struct.pack("<I", pixel_crc)]
+    if not deflate:
+        runs = run_lengths(archive.batch_sizes)
+        parts.append(varints(len(runs), *(v for run in runs for v in run)))
     if archive.names is not None:
-        names = zlib.compress(json.dumps(archive.names).encode(), 9)
-        parts += [struct.pack("<I", len(names)), names]
-    parts += [struct.pack("<I", len(archive.payload)), archive.payload.tobytes()]
+        blob = raw_deflate(json.dumps(archive.names).encode())
+        parts += [varints(len(blob)), blob]
+    parts += [varints(len(archive.payload) // (1 if deflate else 4)), archive.payload]
     return b"".join(parts)
 
 
-def test_version_1_archives_still_decode(codec, squares):
+@pytest.mark.parametrize("version", [1, 2])
+def test_versions_1_and_2_still_decode(codec, squares, version):
+    import zlib
+    crc = zlib.crc32(np.ascontiguousarray(squares[:12]).tobytes()) & 0xFFFFFFFF
     for method in ("bits-back", "deflate"):
         current = codec.read(codec.compress(squares[:12], names=[f"{i}.png" for i in range(12)], method=method))
-        old = _version_1_bytes(current, codec.model.hash)
-        assert codec.read(old).version == 1 and codec.read(old).names == current.names
+        old = _old_bytes(version, current, codec.model.hash, crc)
+        assert codec.read(old).version == version and codec.read(old).names == current.names
         assert np.array_equal(codec.decompress(old), squares[:12])
+        with pytest.raises(ArchiveError, match="corrupted"):
+            codec.decompress(_old_bytes(version, current, codec.model.hash, crc ^ 1))
 
 
 def test_small_archives_have_short_headers(codec, squares):
-    for method, header in (("deflate", 14), ("context", 15)):
+    for method, header in (("deflate", 21), ("adaptive", 22), ("context", 22)):
         data = codec.compress(squares[:1], method=method)
         archive = codec.read(data)
         assert archive.method == method and archive.model_hash == ""
-        assert len(data) - archive.payload.nbytes == header
+        assert len(data) - len(archive.payload) == header
         assert np.array_equal(codec.decompress(data), squares[:1])
 
 

@@ -80,5 +80,7 @@ def test_corrupted_context_payload_is_detected(images):
         broken[pos] ^= 0x08
         with pytest.raises(ArchiveError, match="corrupted"):
             codec.decompress(bytes(broken))
+    import zlib
+    changed = data[:7] + bytes([9]) + data[8:-4]
     with pytest.raises(ArchiveError, match="context table 9"):
-        codec.decompress(data[:6] + bytes([9]) + data[7:])
+        codec.decompress(changed + (zlib.crc32(changed) & 0xFFFFFFFF).to_bytes(4, "little"))
