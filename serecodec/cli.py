@@ -223,7 +223,7 @@ def decompress(archive, output, to_stdout, as_npy, model, force, keep, quiet):
         from .images import encode_image
         _write_stdout(encode_image(images[0], formats[0]))
         return
-    elif header.count == 1 and not header.names and (output is None or not Path(output).is_dir()):
+    elif header.count == 1 and (output is None or not Path(output).is_dir()):
         from .images import encode_image
         target = Path(output) if output else _default_target(archive, 1)
         _refuse_existing(target, force)
@@ -233,8 +233,14 @@ def decompress(archive, output, to_stdout, as_npy, model, force, keep, quiet):
     else:
         from .images import SUFFIX_OF_FORMAT, encode_image
         outdir = Path(output) if output else _default_target(archive, header.count)
+        _refuse_archive(outdir, archive)
+        if outdir.exists() and not outdir.is_dir():
+            raise InputError(f"{outdir}: exists and is not a directory")
         names = header.names or [f"image_{i:05d}" for i in range(header.count)]
-        relative = safe_output_paths(names, [SUFFIX_OF_FORMAT[f] for f in formats], archive)
+        try:
+            relative = safe_output_paths(names, [SUFFIX_OF_FORMAT[f] for f in formats], archive)
+        except InputError as exc:
+            raise InputError(f"{archive}: {str(exc).removeprefix(f'{archive}: ')}") from None
         for rel in relative:
             _refuse_existing(outdir / rel, force)
         for rel, image, fmt in zip(relative, images, formats):
