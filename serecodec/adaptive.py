@@ -24,10 +24,10 @@ from .paths import MODELS_DIR
 INCREMENT = 2
 LIMIT = 512
 PRIOR_WEIGHT = 24
-CONTEXTS = 1 << 16
+CONTEXTS = (1 << 16) + 1      # 16-pixel contexts, then the row-repeat flag
 DEFAULT_TABLE_PATH = MODELS_DIR / "adaptive.npz"
 # An archive names its initial counts by number; each number stands for one table forever.
-ADAPTIVE_TABLES = {1: None}     # id -> sha256 prefix of the table, filled in when the table is fitted
+ADAPTIVE_TABLES = {1: "31a3250736dbd5a6"}     # id -> sha256 prefix of the table (training/fit_adaptive.py)
 CURRENT_TABLE = 1
 
 

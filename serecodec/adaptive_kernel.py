@@ -9,6 +9,9 @@ arithmetic, so the encoder and decoder agree bit for bit on every machine.
 The coder is the classic carry-propagating binary range coder of LZMA (32-bit range, 8-bit
 renormalization, 16-bit probabilities); decoding checks it consumed exactly the payload.
 
+Each row starts with a flag "this row repeats the row above" (JBIG's typical prediction), coded
+under counts of its own; a repeated row costs that flag only (blank lines, scaled QR modules).
+
 Context: JBIG2's 16-pixel generic template (row y-2: x-2..x+2; row y-1: x-3..x+3; row y:
 x-4..x-1), pixels outside the image read as 0, kept in three shift registers as JBIG does.
 """
@@ -19,6 +22,7 @@ from numba import njit
 
 PROB_BITS = 16
 TOP = 1 << 24
+TP_CONTEXT = 1 << 16      # the counts of the "row repeats the one above" flag follow the pixel contexts
 
 
 @njit(cache=True, inline="always")
@@ -85,11 +89,24 @@ def encode_pixels(pixels, heights, widths, counts, increment, limit):
         height = heights[i]
         width = widths[i]
         for y in range(height):
-            r2, r1, r0 = _row_start(pixels, offset, width, height, y)
+            # typical prediction (JBIG's TPGDON): one flag says "this row repeats the one above"
+            same = 1
             for x in range(width):
-                ctx = (r2 << 11) | (r1 << 4) | r0
+                if pixels[offset + y * width + x] != _pixel(pixels, offset, width, height, y - 1, x):
+                    same = 0
+                    break
+            for x in range(-1, width):
+                if x < 0:
+                    ctx = TP_CONTEXT
+                    bit = same
+                else:
+                    if x == 0:
+                        if same:
+                            break
+                        r2, r1, r0 = _row_start(pixels, offset, width, height, y)
+                    ctx = (r2 << 11) | (r1 << 4) | r0
+                    bit = pixels[offset + y * width + x]
                 p1 = np.uint64(_probability(counts, ctx))
-                bit = pixels[offset + y * width + x]
                 bound = (rng >> np.uint64(PROB_BITS)) * p1
                 if bit:
                     rng = bound
@@ -115,7 +132,8 @@ def encode_pixels(pixels, heights, widths, counts, increment, limit):
                         cache = (low >> np.uint64(24)) & np.uint64(0xFF)
                     cache_size += 1
                     low = (low & np.uint64(0x00FFFFFF)) << np.uint64(8)
-                r2, r1, r0 = _context_walk(pixels, offset, width, height, y, x, r2, r1, r0)
+                if x >= 0:
+                    r2, r1, r0 = _context_walk(pixels, offset, width, height, y, x, r2, r1, r0)
         offset += height * width
     for _ in range(5):                       # flush: push the last bytes of low out
         if low < np.uint64(0xFF000000) or low > mask32:
@@ -159,9 +177,13 @@ def decode_pixels(payload, heights, widths, counts, increment, limit, pixels):
         for y in range(height):
             if pos > n + 8:
                 return pos
-            r2, r1, r0 = _row_start(pixels, offset, width, height, y)
-            for x in range(width):
-                ctx = (r2 << 11) | (r1 << 4) | r0
+            for x in range(-1, width):
+                if x < 0:
+                    ctx = TP_CONTEXT
+                else:
+                    if x == 0:
+                        r2, r1, r0 = _row_start(pixels, offset, width, height, y)
+                    ctx = (r2 << 11) | (r1 << 4) | r0
                 p1 = np.uint64(_probability(counts, ctx))
                 bound = (rng >> np.uint64(PROB_BITS)) * p1
                 if code < bound:
@@ -171,12 +193,18 @@ def decode_pixels(payload, heights, widths, counts, increment, limit, pixels):
                     code -= bound
                     rng -= bound
                     bit = 0
-                pixels[offset + y * width + x] = bit
                 _update(counts, ctx, bit, increment, limit)
                 while rng < np.uint64(TOP):
                     rng = (rng << np.uint64(8)) & mask32
                     code = ((code << np.uint64(8)) | np.uint64(payload[pos] if pos < n else 0)) & mask32
                     pos += 1
+                if x < 0:
+                    if bit:          # the row repeats the one above (all 0 above the first row)
+                        for i in range(width):
+                            pixels[offset + y * width + i] = _pixel(pixels, offset, width, height, y - 1, i)
+                        break
+                    continue
+                pixels[offset + y * width + x] = bit
                 r2, r1, r0 = _context_walk(pixels, offset, width, height, y, x, r2, r1, r0)
         offset += height * width
     return pos
