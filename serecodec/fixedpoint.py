@@ -58,6 +58,9 @@ class TorchEngine:
     def __init__(self, device: str = "cpu") -> None:
         import torch
 
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            from .errors import InputError
+            raise InputError(f"engine torch:{device}: CUDA is not available on this machine (use numpy or torch)")
         self.torch, self.device, self._cache = torch, device, {}
 
     def matmul(self, x: np.ndarray, w: np.ndarray, w32=None, column_bound: float = np.inf) -> np.ndarray:
@@ -77,7 +80,8 @@ def get_engine(name: str = "numpy"):
     if name.startswith("torch"):
         device = name.split(":", 1)[1] if ":" in name else "cpu"
         return TorchEngine(device)
-    raise ValueError(f"unknown compute engine {name!r} (numpy, torch, torch:cuda)")
+    from .errors import InputError
+    raise InputError(f"unknown compute engine {name!r} (numpy, torch, torch:cuda)")
 
 
 class Table:
