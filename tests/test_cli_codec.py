@@ -111,8 +111,8 @@ def test_threshold_converts_and_warns(tmp_path):
     result = run("compress", grey, "-o", tmp_path / "g.sere", "--threshold", "0.5")
     assert result.exit_code == 0, result.output
     assert "binarized the input" in result.output and "lossless only with respect" in result.output
-    run("decompress", tmp_path / "g.sere", "-o", tmp_path / "g", "-q")
-    assert np.array_equal(read_png(tmp_path / "g" / "grey.png"), (values / 255.0 >= 0.5).astype(np.uint8))
+    run("decompress", tmp_path / "g.sere", "-o", tmp_path / "g.png", "-q")     # one image: -o names the file
+    assert np.array_equal(read_png(tmp_path / "g.png"), (values / 255.0 >= 0.5).astype(np.uint8))
 
 
 def test_existing_outputs_are_never_overwritten_without_force(tmp_path, digit_files):
