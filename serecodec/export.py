@@ -117,7 +117,7 @@ def export_coding_model(model: SeReVAE, bucket_bits: int = 8, source: str = "") 
             add(f"bijector{layer}", bij, ACT_BITS, use_tanh=True, norm=norm)
     add("decoder", model.decoder, ACT_BITS, norm=model.decoder_norm)
     meta = {"format": CODING_FORMAT, "num_layers": cfg.num_layers, "latent_dim": cfg.latent_dim,
-            "image_pixels": cfg.image_pixels, "bucket_bits": bucket_bits, "variant": cfg.variant,
+            "image_pixels": cfg.image_pixels, "tile_shape": list(cfg.tile_shape), "bucket_bits": bucket_bits, "variant": cfg.variant,
             "nets": nets, "source": source}
     arrays["meta_json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     return arrays

@@ -53,8 +53,19 @@ class ModelConfig:
     variant: str = "sere"          # "sere" | "dlgm"
     prior: str = "learned"         # "learned" | "standard"
     batch_norm: bool = True
+    tile_height: int = 0           # the image (tile) shape; 0: a square of image_pixels
+    tile_width: int = 0
+
+    @property
+    def tile_shape(self) -> tuple:
+        if self.tile_height and self.tile_width:
+            return self.tile_height, self.tile_width
+        side = math.isqrt(self.image_pixels)
+        return (side, side) if side * side == self.image_pixels else (1, self.image_pixels)
 
     def __post_init__(self) -> None:
+        if self.tile_height and self.tile_width and self.tile_height * self.tile_width != self.image_pixels:
+            raise ValueError(f"tile {self.tile_height}x{self.tile_width} does not hold {self.image_pixels} pixels")
         if self.variant not in ("sere", "dlgm"):
             raise ValueError(f"variant must be 'sere' or 'dlgm', not {self.variant!r}")
         if self.prior not in ("learned", "standard"):
@@ -67,6 +78,16 @@ class ModelConfig:
     def from_dict(cls, data: dict) -> "ModelConfig":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+# Model sizes for `serecodec train --preset`. "paper" is the MLP of the paper (Tables 4-5);
+# the smaller ones trade likelihood for speed (README: what each costs and gains).
+PRESETS = {
+    "paper": {},
+    "small": {"evidence_hidden": 128, "latent_hidden": 128, "gaussian_hidden": 128, "decoder_hidden": 256},
+    "tiny": {"num_layers": 4, "evidence_hidden": 64, "latent_hidden": 64, "gaussian_hidden": 64,
+             "decoder_hidden": 128, "evidence_features": 16, "latent_features": 16},
+}
 
 
 def _glorot_normal_(tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:

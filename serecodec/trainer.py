@@ -36,6 +36,8 @@ class TrainConfig:
     max_minutes: float = 0.0         # 0: no wall-clock limit
     device: str = "auto"
     init_weights: str = ""           # weight file or checkpoint whose weights start a fresh run
+    time_cooldown: float = 0.0       # with max_minutes: cosine cool-down over this last fraction of the time
+    max_bad_steps: int = 100         # non-finite losses skipped before training stops
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -74,11 +76,22 @@ def validate(model: SeReVAE, images: torch.Tensor, batch_size: int = 1000) -> di
     return {"elbo": elbo / count, "kl_per_layer": (kl / count).tolist()}
 
 
+def time_factor(minutes: float, cfg: TrainConfig) -> float:
+    """Learning-rate multiplier of a time-limited run: 1, then a cosine to 2% over the last
+    ``time_cooldown`` of ``max_minutes`` (so a run stopped by the clock ends cooled)."""
+    if not (cfg.max_minutes and cfg.time_cooldown):
+        return 1.0
+    return learning_rate_at(minutes / cfg.max_minutes, 1.0, 1.0, cfg.time_cooldown)
+
+
 def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, valid_images: np.ndarray,
-          run_dir: Path, resume: bool = True, log: Callable[[str], None] = print) -> dict:
+          run_dir: Path, resume: bool = True, log: Callable[[str], None] = print,
+          on_epoch: Optional[Callable[[dict], None]] = None) -> dict:
     """Train (or resume) in ``run_dir``; returns the last epoch's log record.
 
     Under ``torchrun`` every process calls this; the main one validates, logs and checkpoints.
+    A step whose loss is not finite is skipped (counted; training stops after
+    ``max_bad_steps``). ``on_epoch`` gets each epoch's record (for a progress bar).
     """
     run_dir = Path(run_dir)
     world = join_world(cfg.device)
@@ -91,7 +104,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(model, cfg)
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
-    epoch, step = 0, 0
+    epoch, step, elapsed_before, bad_steps = 0, 0, 0.0, 0
     if cfg.init_weights and not (resume and ckpt_path.exists()):
         from .checkpoint import load_model
         model.load_state_dict(load_model(cfg.init_weights).state_dict())
@@ -102,6 +115,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
         epoch, step = blob["epoch"], blob["step"]
+        elapsed_before = float(blob.get("extra", {}).get("elapsed_minutes", 0.0))
+        bad_steps = int(blob.get("extra", {}).get("bad_steps", 0))
         torch.set_rng_state(blob["torch_rng"])
         if world.is_main:
             log(f"resumed from {ckpt_path} at epoch {epoch}")
@@ -117,7 +132,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
     valid = torch.as_tensor(np.asarray(valid_images[: cfg.valid_limit], dtype=np.float32), device=device)
     n = probs.shape[0]
     steps_per_epoch = max(1, n // cfg.batch_size)   # the last partial batch is dropped
-    started = time.time()
+    started = time.time() - 60.0 * elapsed_before
     record: dict = {}
     while epoch < cfg.epochs:
         tic = time.time()
@@ -134,12 +149,22 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
             progress = epoch + i / steps_per_epoch
             beta = beta_at(progress, cfg.warmup_levels, cfg.warmup_unit)
             lr = learning_rate_at(progress, cfg.learning_rate, cfg.epochs, cfg.lr_decay_epochs)
+            lr *= time_factor((time.time() - started) / 60.0, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             trace = net(batch)
             kl = trace.kl.sum(-1)
             loss = (kl * beta - trace.log_px).mean()
             optimizer.zero_grad(set_to_none=True)
+            bad = ~torch.isfinite(loss)
+            if world.distributed:                 # every process skips together, or DDP would hang
+                bad = world.sum(bad.float()) > 0
+            if bad:                               # skip the step, never poison the weights
+                bad_steps += 1
+                if bad_steps > cfg.max_bad_steps:
+                    raise FloatingPointError(f"{bad_steps} non-finite losses; stopping (lower the learning rate)")
+                step += 1
+                continue
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach()
@@ -157,13 +182,16 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
                 "train_loss": loss_sum.item() / steps_per_epoch,
                 "train_elbo": elbo_sum.item() / steps_per_epoch,
                 "valid_elbo": val["elbo"], "valid_kl_per_layer": val["kl_per_layer"],
-                "seconds": time.time() - tic,
+                "seconds": time.time() - tic, "bad_steps": bad_steps,
             }
             if world.distributed:
                 record["processes"] = world.size
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            save_checkpoint(ckpt_path, model, optimizer, epoch=epoch, step=step, config=full_config)
+            save_checkpoint(ckpt_path, model, optimizer, epoch=epoch, step=step, config=full_config,
+                            extra={"elapsed_minutes": (time.time() - started) / 60.0, "bad_steps": bad_steps})
+            if on_epoch:
+                on_epoch(record)
             log(f"epoch {epoch} beta {record['beta']:.3f} train -elbo {-record['train_elbo']:.2f} "
                 f"valid -elbo {-record['valid_elbo']:.2f} ({record['seconds']:.1f}s)")
             stop = bool(cfg.max_minutes) and (time.time() - started) / 60.0 >= cfg.max_minutes
