@@ -197,20 +197,20 @@ def _decode_batch(m: CodingModel, coder, batch: int, timed: PhaseTimer, mask: Op
 
 def to_tiles(images, tile: tuple) -> tuple:
     """Cut images into tiles of ``tile`` (raster order per image, images in order), padding edge
-    tiles with 0. Returns (tiles (T, th·tw) uint8, masks (T, th·tw) bool of real pixels, or None
+    tiles with 0. Returns (tiles (T, th·tw) in the images' dtype, masks (T, th·tw) bool of real pixels, or None
     when no tile is padded)."""
     th, tw = tile
     if isinstance(images, np.ndarray) and images.shape[1:] == (th, tw):   # every image is one tile
-        return np.asarray(images, np.uint8).reshape(len(images), th * tw), None
+        return images.reshape(len(images), th * tw), None
     tiles, masks, padded = [], [], False
     for image in images:
         height, width = image.shape
         rows, cols = -(-height // th), -(-width // tw)
         if (height, width) == (th, tw):
-            tiles.append(np.asarray(image, np.uint8).reshape(1, -1))
+            tiles.append(np.asarray(image).reshape(1, -1))
             masks.append(np.ones((1, th * tw), bool))
             continue
-        canvas = np.zeros((rows * th, cols * tw), np.uint8)
+        canvas = np.zeros((rows * th, cols * tw), np.asarray(image).dtype)
         canvas[:height, :width] = image
         real = np.zeros_like(canvas, dtype=bool)
         real[:height, :width] = True
@@ -218,7 +218,7 @@ def to_tiles(images, tile: tuple) -> tuple:
         tiles.append(canvas.reshape(rows, th, cols, tw).transpose(0, 2, 1, 3).reshape(-1, th * tw))
         masks.append(real.reshape(rows, th, cols, tw).transpose(0, 2, 1, 3).reshape(-1, th * tw))
     if not tiles:
-        return np.zeros((0, th * tw), np.uint8), None
+        return np.zeros((0, th * tw), np.uint8), None      # (the dtype of the images is kept otherwise)
     return np.concatenate(tiles), (np.concatenate(masks) if padded else None)
 
 

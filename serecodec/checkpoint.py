@@ -94,13 +94,9 @@ def shipped_models() -> list[str]:
 
 
 def resolve_model(spec=None) -> Path:
-    """``None`` → the default model; a shipped model's name (``dlgm``) → its file; else a path."""
-    if spec is None:
-        return DEFAULT_MODEL_PATH
-    spec = str(spec)
-    if "/" not in spec and "\\" not in spec and (MODELS_DIR / f"{spec}.pt").is_file():
-        return MODELS_DIR / f"{spec}.pt"
-    return Path(spec)
+    """``None`` → the default model; a shipped or installed model's name → its file; else a path."""
+    from .registry import resolve_weights
+    return resolve_weights(spec)
 
 
 def load_model(spec=None) -> SeReVAE:

@@ -331,7 +331,8 @@ def list_archive(archive, as_json):
 def info(archive, model, as_json):
     """Show an archive's header: method, model, count, sizes, and bits per dimension."""
     from .archive import Archive
-    from .codec import Codec, resolve_coding_model
+    from .codec import Codec
+    from .registry import find_by_hash
 
     data = _read_input_bytes(archive)
     try:
@@ -342,7 +343,8 @@ def info(archive, model, as_json):
     matches = None
     known = None
     if header.method == "bits-back":
-        known = Codec(model).model if resolve_coding_model(model).is_file() else None
+        found = find_by_hash(header.model_hash) if model is None else model
+        known = Codec(found).model if found is not None else None
         matches = known is not None and header.made_with(known.hash)
     shapes = sorted({(h, w) for h, w, _ in header.sizes})
     report = {
@@ -445,8 +447,11 @@ def _coded_rates(model_path, model, images: np.ndarray, quiet: bool) -> dict:
     from .export import export_coding_model
     from .evaluate import nats_to_bpd
 
-    shipped = resolve_coding_model(model_path if model_path is not None else None)
-    if (model_path is None or "/" not in str(model_path)) and shipped.is_file():
+    try:
+        shipped = resolve_coding_model(model_path)
+    except SerecodecError:
+        shipped = Path("/nonexistent")
+    if shipped.is_file():
         codec, origin = Codec(shipped), str(shipped)
     else:
         codec, origin = Codec(CodingModel(export_coding_model(model))), "exported on the fly (8 bucket bits)"
@@ -499,6 +504,137 @@ def export(checkpoint, output, bucket_bits, force):
     click.echo(f"wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB)")
     click.echo(f"wrote {coding} ({os.path.getsize(coding) / 1e6:.1f} MB, coding model {digest[:16]})")
 
+
+
+@main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Model file NAME.pt; NAME.coding.npz and NAME.json go beside it.")
+@click.option("--tile", default="28x28", show_default=True, help="Model input HxW; larger images are cut into tiles.")
+@click.option("--preset", type=click.Choice(["paper", "small", "tiny"]), default="paper", show_default=True,
+              help="paper: the MLP of the paper; small/tiny: narrower nets, faster and weaker (see README).")
+@click.option("--epochs", type=click.IntRange(min=1), default=4000, show_default=True)
+@click.option("--max-minutes", type=click.FloatRange(min=0), default=0, help="Stop after this much training time "
+              "(the learning rate cools over the last 40%); 0: no limit.")
+@click.option("--valid", "valid_spec", default="0.1", show_default=True,
+              help="Validation: a FRACTION of the tiles, or DATA (a file or directory).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--run-dir", default=None, help="Checkpoint and log (resumes if present). Default: NAME.run/")
+@click.option("--install", "install_name", default=None, metavar="NAME",
+              help="Also install the model as NAME in the user model directory (see `serecodec models`).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing model files.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@friendly_errors
+def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, device, seed, run_dir,
+          install_name, force, quiet):
+    """Train a SeRe-VAE on your own bilevel images and export its coding model.
+
+    DATA: .npy arrays (N, H, W) of 0/1 or grey levels (read as Bernoulli probabilities and
+    binarized afresh each epoch), directories of image files, or IDX files."""
+    from .data import binarize_fixed
+    from .model import PRESETS, ModelConfig
+    from .trainer import TrainConfig, train as run_training
+    from .userdata import parse_tile, read_training_images, split_valid, to_tile_probabilities
+
+    out = Path(output)
+    if out.suffix != ".pt":
+        raise InputError(f"{out}: the model file must end in .pt")
+    coding = out.with_name(out.name[:-3] + ".coding.npz")
+    for path in (out, coding):
+        _refuse_existing(path, force)
+    height, width = parse_tile(tile)
+    tiles = to_tile_probabilities(read_training_images(list(data)), (height, width))
+    try:
+        fraction = float(valid_spec)
+        if not 0 < fraction < 1:
+            raise InputError(f"--valid {valid_spec}: a fraction must lie strictly between 0 and 1")
+        train_tiles, valid_tiles = split_valid(tiles, fraction, seed)
+    except ValueError:
+        train_tiles = tiles
+        valid_tiles = to_tile_probabilities(read_training_images([valid_spec]), (height, width))
+    valid_bits = binarize_fixed(valid_tiles, seed=1)
+    model_cfg = ModelConfig(image_pixels=height * width, tile_height=height, tile_width=width, **PRESETS[preset])
+    cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, time_cooldown=0.4 if max_minutes else 0.0,
+                      warmup_levels=10, warmup_unit=_warmup_unit(epochs, max_minutes, len(train_tiles)),
+                      threads=threads or 0, device=device, seed=seed, valid_limit=min(len(valid_bits), 5000),
+                      batch_size=min(256, max(8, len(train_tiles) // 4)))
+    run_path = Path(run_dir) if run_dir else out.with_name(out.name[:-3] + ".run")
+    if not quiet:
+        click.echo(f"training on {len(train_tiles)} tiles of {height}x{width} ({preset} preset), "
+                   f"validating on {len(valid_bits)}; run directory {run_path}", err=True)
+    bar = _training_bar(epochs, max_minutes, quiet)
+    with bar:
+        run_training(model_cfg, cfg, train_tiles, valid_bits, run_path, log=lambda msg: None,
+                     on_epoch=lambda record: _advance(bar, record, max_minutes))
+    _export(run_path / "checkpoint.pt", out, coding)
+    summary = _validation_rates(coding, valid_bits, (height, width))
+    from .registry import write_card
+    write_card(coding, valid_bits_per_dim=summary["bits-back"], tiles_trained=len(train_tiles), preset=preset)
+    if install_name:
+        from .registry import install
+        click.echo(f"installed as {install_name}: {install(out, install_name, force)}", err=True)
+    if not quiet:
+        click.echo(f"wrote {out} and {coding}", err=True)
+        click.echo("validation bits/dim: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()), err=True)
+
+
+def _warmup_unit(epochs: int, max_minutes: float, tiles: int) -> float:
+    """Scale the paper's 1023-epoch warm-up to a quarter of the budget (epochs, or those that fit the time)."""
+    budget = epochs
+    if max_minutes:
+        budget = min(epochs, max(8, int(max_minutes * 60 * 2000 / max(tiles, 1))))   # ~2000 tiles/s on a CPU core
+    return min(1.0, budget / 4 / 1023)
+
+
+def _training_bar(epochs: int, max_minutes: float, quiet: bool):
+    from tqdm import tqdm
+    total, unit = (max_minutes * 60, "s") if max_minutes else (epochs, "epoch")
+    return tqdm(total=total, unit=unit, desc="train", disable=quiet or not sys.stderr.isatty(), file=sys.stderr,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}]{postfix}")
+
+
+def _advance(bar, record: dict, max_minutes: float) -> None:
+    bar.set_postfix_str(f"valid -ELBO {-record['valid_elbo']:.2f} nats")
+    bar.update(record["seconds"] if max_minutes else 1)
+
+
+def _export(checkpoint: Path, out: Path, coding: Path) -> None:
+    from .checkpoint import export_weights, load_model
+    from .coding_model import save_coding_model
+    from .export import export_coding_model
+    export_weights(checkpoint, out)
+    save_coding_model(export_coding_model(load_model(out), source=out.name), coding)
+
+
+def _validation_rates(coding: Path, images: np.ndarray, tile: tuple) -> dict:
+    """Bits/dim of the whole validation set as one archive, per method."""
+    from .codec import Codec
+    codec = Codec(str(coding))
+    squares = images.reshape(-1, *tile).astype(np.uint8)
+    rates = {}
+    for method in ("bits-back", "adaptive", "deflate"):
+        data = codec.compress(squares, method=method)
+        rates[method] = 8 * len(data) / squares.size
+    return rates
+
+
+@main.command(name="models")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@friendly_errors
+def list_models(as_json):
+    """List the shipped and installed coding models (name, tile, hash, size, bits/dim)."""
+    from .registry import models, user_models_dir
+    cards = models()
+    if as_json:
+        click.echo(json.dumps(cards, indent=2))
+        return
+    for card in cards:
+        rate = card.get("test_bits_per_dim") or card.get("valid_bits_per_dim")
+        click.echo(f"{card['name']:<16s} {'x'.join(map(str, card['tile'])):<7s} {card['hash'][:16]}  "
+                   f"{card['bytes'] / 1e6:6.1f} MB  {('%.4f bits/dim' % rate) if rate else '':<16s} "
+                   f"{'shipped' if card['shipped'] else 'installed'}")
+    click.echo(f"(user model directory: {user_models_dir()})")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ model (any size, no model needed), the static digit context model (28x28 only) a
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -20,22 +19,10 @@ import numpy as np
 from .archive import (MAX_TOTAL_PIXELS, Archive, ContentChecksum, check_image_shape, check_limits, deflate_pixels,
                       inflate_pixels, name_bytes, size_runs, split_flat)
 from .errors import ArchiveError, InputError, LimitError
-from .paths import MODELS_DIR
+from .registry import find_by_hash, resolve_coding_model
 
-DEFAULT_CODING_MODEL = MODELS_DIR / "default.coding.npz"
 METHOD_CHOICES = ("auto", "bits-back", "adaptive", "context", "deflate")
 Images = Union[np.ndarray, Sequence[np.ndarray]]
-
-
-def resolve_coding_model(spec=None) -> Path:
-    """``None`` → the shipped default; a shipped name → its ``NAME.coding.npz``; else a path."""
-    if spec is None:
-        return DEFAULT_CODING_MODEL
-    spec = str(spec)
-    shipped = MODELS_DIR / f"{spec}.coding.npz"
-    if "/" not in spec and shipped.is_file():
-        return shipped
-    return Path(spec)
 
 
 def as_images(images: Images, what: str = "images") -> Union[np.ndarray, list]:
@@ -237,6 +224,13 @@ class Codec:
         archive = Archive.from_bytes(bytes(data), self.max_pixels)
         check_limits(archive, self.max_pixels)
         if archive.method == "bits-back":
+            if self._model_spec is None and not archive.made_with(self.model.hash):
+                found = find_by_hash(archive.model_hash)      # shipped or installed models
+                if found is None:
+                    raise ArchiveError(f"archive needs coding model {archive.model_hash[:16]}…, which is neither "
+                                       f"shipped nor installed; pass it with --model")
+                from .coding_model import load_coding_model
+                self._model = load_coding_model(found, self.engine)
             if not archive.made_with(self.model.hash):
                 raise ArchiveError(f"archive was made with coding model {archive.model_hash[:16]}…, "
                                    f"not this one ({self.model.hash[:16]}…); pass the matching --model")
