@@ -118,6 +118,12 @@ class Archive:
         return self.sizes[0][1] if self.sizes else 0
 
     @property
+    def names_verified(self) -> bool:
+        """Whether a checksum covers the stored names: format 3 (content checksum) and format 1
+        (zlib's Adler-32) do; format 2 stored them in raw deflate with none."""
+        return self.version != 2
+
+    @property
     def payload_bits(self) -> int:
         return 8 * len(self.payload)
 
@@ -232,6 +238,9 @@ class Archive:
         (archive.content_crc,) = reader.unpack(_U32, "header")
         if method == "bits-back":
             archive.batch_sizes = reader.batch_runs()
+            if sum(archive.batch_sizes) != count:
+                raise ArchiveError(f"header is inconsistent: batches hold {sum(archive.batch_sizes)} images, "
+                                   f"count says {count}")
         if flags & _V2_FLAG_NAMES:
             blob = reader.take(reader.varint("names length"), "names")
             archive.names = _parse_json_names(bounded_inflate(blob, count * (MAX_NAME_BYTES + 8) + 2, "names"), count)
@@ -370,6 +379,7 @@ def raw_deflate(data: bytes) -> bytes:
 
 def bounded_inflate(blob: bytes, limit: int, what: str, zlib_container: bool = False) -> bytes:
     """Inflate at most ``limit`` bytes: a deflate bomb is refused, not expanded."""
+    limit = min(limit, 1 << 30)          # nothing an archive holds inflates beyond this
     inflater = zlib.decompressobj(15 if zlib_container else -15)
     try:
         out = inflater.decompress(blob, limit + 1)

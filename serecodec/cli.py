@@ -204,6 +204,9 @@ def decompress(archive, output, to_stdout, as_npy, model, force, keep, quiet):
             raise type(exc)(f"{archive}: {exc}") from None
     if to_stdout:
         output = "-"
+    if header.names and not header.names_verified and not quiet:
+        click.echo(f"serecodec: warning: {archive}: a format-2 archive; no checksum covers its file names "
+                   f"(the pixels are verified); re-compress it to protect them", err=True)
     formats = header.formats or ["png"] * header.count
     if as_npy:
         blob = _npy_bytes(images)

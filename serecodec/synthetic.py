@@ -124,3 +124,28 @@ def image_set(seed: int, digits: np.ndarray, scale: float = 1.0) -> dict:
         "dither": [dithered(rng, (int(512 * scale), int(384 * scale))) for _ in range(2)],
         "digits": [img for side in (20, 32, 56) for img in resized_digits(digits[:20], side)],
     }
+
+
+GLYPH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz&@#%?!$+=<>{}[]()/*"
+
+
+def glyphs(rng: np.random.Generator, count: int, side: int = 28) -> np.ndarray:
+    """``count`` binarized glyphs (letters and symbols, no digits) of ``side`` x ``side``: random
+    font, size, offset and a slight rotation, white ink (1) on black as in MNIST."""
+    fonts = {}
+    out = np.zeros((count, side, side), np.uint8)
+    for i in range(count):
+        name = FONTS[int(rng.integers(len(FONTS)))]
+        size = int(rng.integers(side // 2, side - 4))
+        font = fonts.setdefault((name, size), _font(name, size))
+        char = GLYPH_CHARS[int(rng.integers(len(GLYPH_CHARS)))]
+        img = Image.new("L", (side * 2, side * 2), 0)
+        draw = ImageDraw.Draw(img)
+        box = draw.textbbox((0, 0), char, font=font)
+        x = side - (box[0] + box[2]) // 2 + int(rng.integers(-2, 3))
+        y = side - (box[1] + box[3]) // 2 + int(rng.integers(-2, 3))
+        draw.text((x, y), char, fill=255, font=font)
+        img = img.rotate(float(rng.uniform(-12, 12)), resample=Image.BILINEAR)
+        crop = np.asarray(img)[side // 2:side // 2 + side, side // 2:side // 2 + side]
+        out[i] = crop >= 128
+    return out
