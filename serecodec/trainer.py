@@ -16,9 +16,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import SerecodecError
 from .model import ModelConfig, SeReVAE
 from .distributed import join_world
 from .schedule import beta_at, learning_rate_at
+
+
+class TrainingDiverged(SerecodecError):
+    """Too many non-finite losses: training stopped (the last checkpoint is intact)."""
 
 
 @dataclass
@@ -162,7 +167,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
             if bad:                               # skip the step, never poison the weights
                 bad_steps += 1
                 if bad_steps > cfg.max_bad_steps:
-                    raise FloatingPointError(f"{bad_steps} non-finite losses; stopping (lower the learning rate)")
+                    raise TrainingDiverged(f"{run_dir}: {bad_steps} non-finite losses; stopping (resume with a lower "
+                                           f"learning rate)")
                 step += 1
                 continue
             loss.backward()
@@ -173,6 +179,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
         epoch += 1
         loss_sum, elbo_sum = world.sum(loss_sum) / world.size, world.sum(elbo_sum) / world.size
         stop = False
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise TrainingDiverged(f"{run_dir}: the weights became non-finite in epoch {epoch}; the checkpoint "
+                                   f"of epoch {epoch - 1} is kept (resume with a lower learning rate)")
         if world.is_main:
             val = validate(model, valid)
             record = {
