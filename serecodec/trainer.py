@@ -179,8 +179,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
         epoch += 1
         loss_sum, elbo_sum = world.sum(loss_sum) / world.size, world.sum(elbo_sum) / world.size
         stop = False
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise TrainingDiverged(f"{run_dir}: the weights became non-finite in epoch {epoch}; the checkpoint "
+        if not all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()):
+            raise TrainingDiverged(f"{run_dir}: the weights (or batch-norm statistics) became non-finite in epoch {epoch}; the checkpoint "
                                    f"of epoch {epoch - 1} is kept (resume with a lower learning rate)")
         if world.is_main:
             val = validate(model, valid)
