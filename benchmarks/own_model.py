@@ -44,8 +44,9 @@ def jbig_stream_bytes(images: np.ndarray):
 @click.option("--test-images", type=int, default=2000, show_default=True)
 @click.option("--max-minutes", type=float, default=8.0, show_default=True)
 @click.option("--preset", default="paper", show_default=True)
+@click.option("--extra", default="", help="More `serecodec train` options, e.g. '--lr 2e-3 --threads 2'.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "results")
-def main(quick, train_images, test_images, max_minutes, preset, out_dir):
+def main(quick, train_images, test_images, max_minutes, preset, extra, out_dir):
     if quick:
         train_images, test_images, max_minutes, preset = 2000, 300, 0.5, "tiny"
     train = glyphs(np.random.default_rng(1), train_images)
@@ -53,7 +54,7 @@ def main(quick, train_images, test_images, max_minutes, preset, out_dir):
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "train.npy", train)
         command = ["serecodec", "train", "train.npy", "-o", "glyphs.pt", "--max-minutes", str(max_minutes),
-                   "--threads", "1", "--preset", preset, "-q"]
+                   "--preset", preset, "-q", *(extra.split() or ["--threads", "1"])]
         tic = time.perf_counter()
         subprocess.run([sys.executable, "-m", "serecodec.cli", *command[1:]], cwd=tmp, check=True)
         train_s = time.perf_counter() - tic

@@ -523,13 +523,15 @@ def export(checkpoint, output, bucket_bits, force):
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Adam's step size (the paper's 1e-3).")
 @click.option("--run-dir", default=None, help="Checkpoint and log (resumes if present). Default: NAME.run/")
 @click.option("--install", "install_name", default=None, metavar="NAME",
               help="Also install the model as NAME in the user model directory (see `serecodec models`).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing model files.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @friendly_errors
-def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, device, seed, run_dir,
+def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, device, seed, learning_rate, run_dir,
           install_name, force, quiet):
     """Train a SeRe-VAE on your own bilevel images and export its coding model.
 
@@ -558,7 +560,7 @@ def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, 
         valid_tiles = to_tile_probabilities(read_training_images([valid_spec]), (height, width))
     valid_bits = binarize_fixed(valid_tiles, seed=1)
     model_cfg = ModelConfig(image_pixels=height * width, tile_height=height, tile_width=width, **PRESETS[preset])
-    cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, time_cooldown=0.4 if max_minutes else 0.0,
+    cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, learning_rate=learning_rate, time_cooldown=0.4 if max_minutes else 0.0,
                       warmup_levels=10, warmup_unit=_warmup_unit(epochs, max_minutes, len(train_tiles)),
                       threads=threads or 0, device=device, seed=seed, valid_limit=min(len(valid_bits), 5000),
                       batch_size=min(256, max(8, len(train_tiles) // 4)))

@@ -12,7 +12,7 @@ model (any size, no model needed), the static digit context model (28x28 only) a
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -135,9 +135,14 @@ class Codec:
         from .bitsback import BitsBackEncoder
         return BitsBackEncoder(self.model, self.max_batch)
 
-    def stream(self) -> "StreamWriter":
-        """An archive that grows one image (or batch) at a time; see ``StreamWriter``."""
-        return StreamWriter(self)
+    def stream(self, target=None) -> "StreamWriter":
+        """An archive that grows one image (or batch) at a time; see ``StreamWriter``.
+
+        With a ``target`` (a path or a binary file object) use it as a context manager:
+        ``with codec.stream("out.sere") as s: s.append(image)`` writes the complete archive on a
+        clean exit (atomically, for a path) and nothing if the block raises.
+        """
+        return StreamWriter(self, target)
 
     # -- compress ------------------------------------------------------------------------------
     def compress(self, images: Images, names: Optional[Sequence[str]] = None,
@@ -260,6 +265,14 @@ class Codec:
         all have one size, else a list of (H, W) arrays. Raises ArchiveError on any damage."""
         return self.decompress_archive(self.read(data), progress)
 
+    def iter_decompress(self, data: bytes, batch: int = 1024) -> Iterator:
+        """Yield the images of an archive in order, ``batch`` at a time (arrays, or lists for mixed
+        sizes). Nothing is yielded before the whole archive has decoded and passed its checksum,
+        so a consumer never sees an unverified image (a bits-back stack decodes last batch first)."""
+        images = self.decompress(data)
+        for start in range(0, len(images), batch):
+            yield images[start:start + batch]
+
     def decompress_archive(self, archive: Archive, progress: Optional[Callable[[int], None]] = None):
         """Decode a parsed archive (from ``read``) and verify its content checksum."""
         shapes = archive.shapes
@@ -338,8 +351,8 @@ class StreamWriter:
     """Online compression: ``append`` images as they arrive, ``to_bytes`` any time for a complete
     archive (bits-back; all images chain on one stack, so the initial bits are paid once)."""
 
-    def __init__(self, codec: Codec) -> None:
-        self.codec = codec
+    def __init__(self, codec: Codec, target=None) -> None:
+        self.codec, self.target = codec, target
         self.encoder = codec.encoder()
         self.shapes: list = []
         self.checksum = ContentChecksum()
@@ -368,6 +381,19 @@ class StreamWriter:
 
     def payload_bits(self) -> int:
         return 32 * int(self.encoder.coder.num_words())
+
+    def __enter__(self) -> "StreamWriter":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None or self.target is None:
+            return
+        data = self.to_bytes()
+        if hasattr(self.target, "write"):
+            self.target.write(data)
+        else:
+            from .fileio import atomic_write_bytes
+            atomic_write_bytes(self.target, data)
 
     def to_bytes(self) -> bytes:
         archive = Archive("bits-back", size_runs(self.shapes), self.encoder.compressed().astype("<u4").tobytes(),

@@ -39,9 +39,7 @@ VALID_BINARIZATION_SEED = 1
 
 IDX_NAMES = {
     "train_x": "train-images-idx3-ubyte",
-    "train_y": "train-labels-idx1-ubyte",
     "test_x": "t10k-images-idx3-ubyte",
-    "test_y": "t10k-labels-idx1-ubyte",
 }
 
 
@@ -194,12 +192,6 @@ def fixed_valid_set(mnist: MNIST) -> np.ndarray:
 
 
 FIXTURE_PATH = Path(__file__).resolve().parent.parent / "tests" / "data" / "binarized_test_digits.npz"
-
-
-def save_fixture(images: np.ndarray, path: Path) -> None:
-    """Store binary images bit-packed (a few hundred digits take a few KB)."""
-    images = np.asarray(images, dtype=np.uint8).reshape(len(images), NUM_PIXELS)
-    np.savez_compressed(path, bits=np.packbits(images, axis=1), count=len(images))
 
 
 def load_fixture(path: Path = FIXTURE_PATH) -> np.ndarray:

@@ -262,17 +262,6 @@ class SeReVAE(nn.Module):
         return Trace(log_px=log_px, kl=torch.stack(kls, -1), log_ratio=torch.stack(ratios, -1), z=zs)
 
     @torch.no_grad()
-    def sample(self, count: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Draw images (Bernoulli means) from the generative model."""
-        zs, z_prev = [], None
-        for layer in range(self.config.num_layers):
-            z_in = self.norms[layer](z_prev) if z_prev is not None else None
-            loc_p, var_p = self.layer_prior(layer, z_in, count)
-            eps = loc_p + var_p.sqrt() * torch.randn(loc_p.shape, generator=generator, device=loc_p.device)
-            z_prev = affine_forward(eps, *self.layer_bijector(layer, z_in, count))
-            zs.append(z_prev)
-        return torch.sigmoid(self.decode_logits(zs))
-
     def decay_parameters(self) -> tuple[list, list]:
         """(network kernels and biases that get the paper's l2 penalty, everything else)."""
         decay = [p for m in self.modules() if isinstance(m, GroupedMLP) for p in m.parameters()]

@@ -94,3 +94,23 @@ def test_api_accepts_one_image_bool_and_0_255_and_refuses_empty(codec, digits):
     for bad in (np.zeros((0, 28, 28)), [], np.full((2, 3), 7), np.zeros((2, 2, 2, 2))):
         with pytest.raises(InputError):
             codec.compress(bad)
+
+
+def test_stream_to_a_file_and_iterate_the_archive(codec, digits, tmp_path):
+    squares = digits[:40].reshape(-1, 28, 28)
+    with codec.stream(tmp_path / "s.sere") as stream:
+        stream.append(squares[0])
+        stream.append(squares[1:40])
+    data = (tmp_path / "s.sere").read_bytes()
+    chunks = list(codec.iter_decompress(data, batch=16))
+    assert [len(c) for c in chunks] == [16, 16, 8] and np.array_equal(np.concatenate(chunks), squares)
+    with pytest.raises(ZeroDivisionError):
+        with codec.stream(tmp_path / "t.sere") as stream:
+            stream.append(squares[0])
+            1 / 0
+    assert not (tmp_path / "t.sere").exists()                 # nothing written when the block fails
+    from serecodec.errors import InputError
+    stream = codec.stream()
+    stream.append(squares[0], names=["a"])
+    with pytest.raises(InputError, match="every append"):
+        stream.append(squares[1])
