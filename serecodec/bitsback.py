@@ -94,6 +94,26 @@ class BitsBackEncoder:
             self.batch_sizes.append(size)
             start += size
 
+    def push_unordered(self, images: np.ndarray, tile: tuple) -> None:
+        """Encode a collection whose order does not matter (N, H, W): each batch's images are
+        drawn from the stack (``multiset.draw``), so the order's log2 N! bits come back."""
+        from .multiset import ORDER_BITS, Multiset, draw, key
+        by_key = {}
+        for image in images:
+            by_key.setdefault(key(image), image)
+        multiset = Multiset(key(image) for image in images)
+        per_image = tile_count([images.shape[1:]], tile)
+        bound = per_image * bits_per_image_bound(self.model) + ORDER_BITS
+        while multiset.size:
+            spare = self.coder.num_valid_bits() - HEAD_RESERVE_BITS
+            count = int(min(max(1, self.max_batch // per_image), spare // bound, multiset.size))
+            if count <= 0:
+                raise RuntimeError("bits-back stack has too few bits for even one image")
+            chosen = np.stack([by_key[draw(self.coder, multiset)] for _ in range(count)])
+            tiles, masks = to_tiles(chosen, tile)
+            self._encode_batch(tiles, masks)
+            self.batch_sizes.append(len(tiles))
+
     def _encode_batch(self, x: np.ndarray, mask: Optional[np.ndarray] = None) -> None:
         m, coder, batch, timed = self.model, self.coder, len(x), self.timer
         with timed("networks"):
@@ -158,6 +178,33 @@ def decode_images(model: CodingModel, compressed: np.ndarray, batch_sizes: Itera
     if not batches:
         return np.zeros((0, model.pixels), dtype=np.uint8)
     return np.concatenate(batches[::-1], axis=0)
+
+
+def decode_unordered(model: CodingModel, compressed: np.ndarray, batch_sizes: Iterable[int], shape: tuple,
+                     tile: tuple, progress: Optional[Callable[[int], None]] = None) -> list:
+    """The mirror of ``push_unordered``: images in canonical order (``multiset.canonical_order``)."""
+    from .multiset import ORDER_BITS, Multiset, key, undraw
+    coder = constriction.stream.stack.AnsCoder(np.asarray(compressed, dtype=np.uint32))
+    per_image = tile_count([shape], tile)
+    bound = per_image * bits_per_image_bound(model) + ORDER_BITS
+    multiset, by_key, timer = Multiset(), {}, PhaseTimer()
+    for size in reversed(list(batch_sizes)):
+        count = size // per_image
+        if count * per_image != size:
+            raise StackIntegrityError("batch sizes do not hold whole images")
+        shapes = [shape] * count
+        tiles = _decode_batch(model, coder, size, timer, tile_masks(shapes, tile))
+        for image in reversed(from_tiles(tiles, shapes, tile)):
+            k = key(image)
+            by_key.setdefault(k, image)
+            undraw(coder, multiset, k)
+        if coder.num_valid_bits() < HEAD_RESERVE_BITS + count * bound:
+            raise StackIntegrityError("the bits-back stack ran dry")
+        if progress:
+            progress(count)
+    if not np.array_equal(coder.get_compressed(), initial_words(model)):
+        raise StackIntegrityError("the stack did not return to its initial bits")
+    return [by_key[k] for k, c in zip(multiset.keys, multiset.counts) for _ in range(c)]
 
 
 def _decode_batch(m: CodingModel, coder, batch: int, timed: PhaseTimer, mask: Optional[np.ndarray] = None) -> np.ndarray:

@@ -117,13 +117,17 @@ def _write_stdout(data: bytes) -> None:
               show_default=True, help="auto keeps the smallest of bits-back (learned model), the adaptive context "
                                       "model, the static digit model and deflate.")
 @click.option("--no-names", is_flag=True, help="Do not store the input file names.")
+@click.option("--unordered", is_flag=True, help="The order does not matter (a data set): save ~log2(N!) bits; "
+                                                "decompress restores the images in canonical order. Needs --no-names "
+                                                "for named files.")
 @click.option("--no-verify", is_flag=True, help="Skip decoding the archive again before writing it.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing archive.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the inputs (always the case; accepted for gzip habits).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Say which method was chosen and its size per image.")
 @friendly_errors
-def compress(inputs, output, to_stdout, model, threshold, method, no_names, no_verify, force, keep, quiet, verbose):
+def compress(inputs, output, to_stdout, model, threshold, method, no_names, unordered, no_verify, force, keep, quiet,
+             verbose):
     """Compress image files (any size), directories of them, .npy arrays (N, H, W) of 0/1, or '-'
     (stdin) into one archive."""
     from .codec import Codec, as_images
@@ -148,10 +152,16 @@ def compress(inputs, output, to_stdout, model, threshold, method, no_names, no_v
         click.echo(f"serecodec: warning: --threshold {threshold} binarized the input; the archive is lossless "
                    f"only with respect to the binarized pixels", err=True)
     images = as_images(images)
+    if unordered and names is not None and not no_names:
+        raise InputError("--unordered restores images in canonical order, so it cannot keep file names; "
+                         "add --no-names")
     codec = Codec(model)
     with _progress(len(images), "compress", quiet) as bar:
         data = codec.compress(images, None if no_names else names, progress=bar.update, method=method,
-                              formats=None if set(formats) == {"npy"} else formats)
+                              formats=None if set(formats) == {"npy"} else formats, ordered=not unordered)
+    if unordered:
+        from .multiset import canonical_order
+        images = images[canonical_order(images)] if isinstance(images, np.ndarray) else images
     if not no_verify:
         decoded = codec.decompress(data)
         same = all(np.array_equal(a, b) for a, b in zip(decoded, images)) and len(decoded) == len(images)
@@ -525,13 +535,16 @@ def export(checkpoint, output, bucket_bits, force):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Adam's step size (the paper's 1e-3).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Tiles per step (fewer than a quarter of the training tiles: a quarter of them).")
 @click.option("--run-dir", default=None, help="Checkpoint and log (resumes if present). Default: NAME.run/")
 @click.option("--install", "install_name", default=None, metavar="NAME",
               help="Also install the model as NAME in the user model directory (see `serecodec models`).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing model files.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @friendly_errors
-def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, device, seed, learning_rate, run_dir,
+def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, device, seed, learning_rate, batch_size,
+          run_dir,
           install_name, force, quiet):
     """Train a SeRe-VAE on your own bilevel images and export its coding model.
 
@@ -563,7 +576,7 @@ def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, 
     cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, learning_rate=learning_rate, time_cooldown=0.4 if max_minutes else 0.0,
                       warmup_levels=10, warmup_unit=_warmup_unit(epochs, max_minutes, len(train_tiles)),
                       threads=threads or 0, device=device, seed=seed, valid_limit=min(len(valid_bits), 5000),
-                      batch_size=min(256, max(8, len(train_tiles) // 4)))
+                      batch_size=min(batch_size, max(8, len(train_tiles) // 4)))
     run_path = Path(run_dir) if run_dir else out.with_name(out.name[:-3] + ".run")
     if not quiet:
         click.echo(f"training on {len(train_tiles)} tiles of {height}x{width} ({preset} preset), "

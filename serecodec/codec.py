@@ -147,13 +147,16 @@ class Codec:
     # -- compress ------------------------------------------------------------------------------
     def compress(self, images: Images, names: Optional[Sequence[str]] = None,
                  progress: Optional[Callable[[int], None]] = None, method: str = "auto",
-                 formats: Optional[Sequence[str]] = None) -> bytes:
+                 formats: Optional[Sequence[str]] = None, ordered: bool = True) -> bytes:
         """A complete archive of ``images`` (see ``as_images`` for what is accepted).
 
         ``names``: one file name per image, stored (compactly) and restored by ``read``.
         ``formats``: one original file format per image (``archive.FORMATS``), so a command-line
         decoder can write each image back in kind. ``method``: "auto" keeps the smallest of
         bits-back, the adaptive context model, the static digit model (28x28 only) and deflate.
+        ``ordered=False``: the order of the images does not matter (a data set); bits-back then
+        codes the collection as a multiset, saving about log2 N! bits, and decompression returns
+        the images in canonical order (``multiset.canonical_order``). Not with names.
         """
         if method not in METHOD_CHOICES:
             raise InputError(f"method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
@@ -164,6 +167,10 @@ class Codec:
             raise LimitError(f"{pixels:,} pixels are above the limit of {self.max_pixels:,} for one archive")
         names = _check_names(names, len(shapes))
         formats = _check_formats(formats, len(shapes))
+        if not ordered:
+            if names is not None:
+                raise InputError("an unordered archive restores images in canonical order, so it stores no names")
+            return self._compress_unordered(images, formats, method, progress)
         checksum = ContentChecksum()
         for image in images:
             checksum.update(image)
@@ -200,6 +207,39 @@ class Codec:
                                      model_hash=self.model.hash, batch_sizes=list(encoder.batch_sizes)))
         elif progress:
             progress(len(shapes))
+        return min(candidates, key=len)
+
+    def _compress_unordered(self, images, formats, method: str, progress) -> bytes:
+        """The collection as a multiset: bits-back over the order (and, for ``auto``, the adaptive
+        model over the canonical order, whichever is smaller). One image size, no names."""
+        from .multiset import canonical_order
+        if not isinstance(images, np.ndarray):
+            raise InputError("an unordered archive holds images of one size")
+        if method not in ("auto", "bits-back", "adaptive"):
+            raise InputError(f"an unordered archive is coded with bits-back or adaptive, not {method}")
+        if formats is not None and len(set(formats)) > 1:
+            raise InputError("an unordered archive records one format for all images")
+        images = images[canonical_order(images)]
+        checksum = ContentChecksum()
+        for image in images:
+            checksum.update(image)
+        base = dict(sizes=size_runs(shapes_of(images)), formats=formats, unordered=True)
+        candidates = []
+        if method in ("auto", "adaptive"):
+            archive = Archive("adaptive", payload=self.adaptive.encode(images), context_table=self.adaptive.table_id,
+                              **base)
+            archive.content_crc = checksum.value(archive.meta_bytes())
+            candidates.append(archive.to_bytes())
+        if method in ("auto", "bits-back"):
+            encoder = self.encoder()
+            with self._limited():
+                encoder.push_unordered(images, self.tile)
+            archive = Archive("bits-back", payload=encoder.compressed().astype("<u4").tobytes(),
+                              model_hash=self.model.hash, batch_sizes=list(encoder.batch_sizes), **base)
+            archive.content_crc = checksum.value(archive.meta_bytes())
+            candidates.append(archive.to_bytes())
+        if progress:
+            progress(len(images))
         return min(candidates, key=len)
 
     def _bits_back_may_win(self, images, best_bytes: int) -> bool:
@@ -256,8 +296,8 @@ class Codec:
         if archive.method == "adaptive" and archive.context_table != self.adaptive.table_id:
             raise ArchiveError(f"archive uses adaptive table {archive.context_table}; this version of serecodec "
                                f"has table {self.adaptive.table_id}")
-        if archive.unordered:
-            raise ArchiveError("archive is unordered, which this version cannot decode")
+        if archive.unordered and (archive.names is not None or archive.uniform_shape is None):
+            raise ArchiveError("corrupted archive: an unordered archive holds images of one size and no names")
         return archive
 
     def decompress(self, data: bytes, progress: Optional[Callable[[int], None]] = None) -> Union[np.ndarray, list]:
@@ -295,9 +335,16 @@ class Codec:
         return _assemble(images, archive.uniform_shape)
 
     def _decode_bits_back(self, archive: Archive, shapes: list, progress) -> list:
-        from .bitsback import decode_images, from_tiles, tile_masks
+        from .bitsback import decode_images, decode_unordered, from_tiles, tile_masks
         words = np.frombuffer(archive.payload, dtype="<u4").astype(np.uint32)
         tile = self.tile
+        if archive.unordered:
+            try:
+                with self._limited():
+                    return decode_unordered(self.model, words, archive.batch_sizes, archive.uniform_shape, tile,
+                                            progress)
+            except (ValueError, RuntimeError) as exc:
+                raise ArchiveError(f"corrupted archive: {exc}") from None
         per_image = None
         if progress and len({s for s in shapes}) == 1:
             per_image = -(-shapes[0][0] // tile[0]) * -(-shapes[0][1] // tile[1])

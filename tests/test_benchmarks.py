@@ -72,3 +72,39 @@ def test_training_speed_benchmark(tmp_path):
     rows = json.loads((tmp_path / "training_speed_quick.json").read_text())["rows"]
     assert [r["batch"] for r in rows] == [256, 256, 256, 512, 1024] and rows[0]["speed_vs_per_tensor_adam"] == 1.0
     assert all(r["seconds_per_step"] > 0 for r in rows)
+
+
+@pytest.fixture(scope="module")
+def new_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results_new")
+    for name in ("bilevel", "process", "fuzz", "own_model"):
+        run_benchmark(name, out)
+    return out
+
+
+def test_bilevel_benchmark(new_results):
+    report = load(new_results, "bilevel_quick")
+    assert set(report["categories"]) == {"text", "scan", "qr", "lineart", "dither", "digits"}
+    for row in report["categories"].values():
+        assert row["ours"]["bytes"] > 0 and "JBIG (jbigkit pbmtojbg)" in row["others"] or not report.get("ratio_to_jbig")
+    if "all_ratio_to_jbig" in report:            # jbigkit installed: the bar
+        assert report["all_ratio_to_jbig"] <= 0.92 and max(report["ratio_to_jbig"].values()) <= 1.0
+
+
+def test_process_benchmark(new_results):
+    report = load(new_results, "process_quick")
+    assert report["startup_seconds_median"] < 1.0
+    assert report["default_bytes"] <= 1.005 * report["no_names_bytes"]
+    assert report["memory"]["compress_peak_mb"] < 600 and report["memory"]["decompress_peak_mb"] < 600
+
+
+def test_fuzz_benchmark(new_results):
+    report = load(new_results, "fuzz_quick")
+    assert report["failures"] == 0 and report["mutants"] == 2000
+    assert set(report["cli"]) <= {"rejected", "intact"}
+
+
+def test_own_model_benchmark(new_results):
+    report = load(new_results, "own_model_quick")
+    assert report["model"]["tile"] == [28, 28] and report["train_images"] == 2000
+    assert all(v > 0 for v in report["bits_per_dim"].values())
