@@ -69,6 +69,8 @@ def corpus(codec: Codec) -> dict:
              np.zeros((3, 57), np.uint8), digits[1][:20, :11]]
     cases = {
         "bits-back-1": (digits[:1], None, None, "bits-back"),
+        "bits-back-warm-40": (digits[:40], None, None, "bits-back"),
+        "bits-back-unordered": (digits[:12], None, None, "bits-back-unordered"),
         "bits-back-many-names": (digits[:6], [f"d/{i}" for i in range(6)], ["png"] * 3 + ["pbm"] * 3, "bits-back"),
         "bits-back-mixed": (mixed[:3], None, None, "bits-back"),
         "adaptive-1": (digits[:1], ["one"], ["tiff-g4"], "adaptive"),
@@ -79,11 +81,17 @@ def corpus(codec: Codec) -> dict:
     }
     out = {}
     for kind, (images, names, formats, method) in cases.items():
-        data = codec.compress(images, names=names, formats=formats, method=method)
+        if method == "bits-back-unordered":
+            data = codec.compress(images, method="bits-back", ordered=False)
+            images = codec.decompress(data)                   # restored in canonical order
+        else:
+            data = codec.compress(images, names=names, formats=formats, method=method)
         out[kind] = (data, images, names, formats)
+    cold = Codec(codec.model, warm_start=False)          # formats 1-2 knew only initial words
     for version in (1, 2):
         for kind in ("bits-back-many-names", "deflate-1"):
-            data = _old_version(out[kind][0], codec, version)
+            images, names, formats, method = cases[kind]
+            data = _old_version(cold.compress(images, names=names, method=method), cold, version)
             out[f"v{version}-{kind}"] = (data, out[kind][1], out[kind][2], None)
     return out
 

@@ -69,6 +69,16 @@ class AdaptiveContextModel:
     def hash(self) -> str:
         return hashlib.sha256(self.initial.astype("<i4").tobytes()).hexdigest()
 
+    increment, limit = INCREMENT, LIMIT
+
+    def sequence(self, image: np.ndarray) -> tuple:
+        """(symbols, P(1) as int / 2**16) of one image in coding order, from fresh counts: what the
+        warm start pushes onto the bits-back stack."""
+        from .adaptive_kernel import model_sequence
+
+        pixels, heights, widths = _flat([image])
+        return model_sequence(pixels, heights, widths, self.initial.copy(), INCREMENT, LIMIT)
+
     def encode(self, images: Sequence[np.ndarray]) -> bytes:
         from .adaptive_kernel import encode_pixels
 

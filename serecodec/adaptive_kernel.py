@@ -74,84 +74,104 @@ def _row_start(image, offset, width, height, y):
 
 
 @njit(cache=True)
-def encode_pixels(pixels, heights, widths, counts, increment, limit):
-    """Range-code the images (flat uint8 0/1 pixels, row-major, one after another)."""
-    capacity = 1024 + pixels.size // 4
-    out = np.empty(capacity, dtype=np.uint8)
-    n_out = 0
-    low = np.uint64(0)
-    rng = np.uint64(0xFFFFFFFF)
-    cache = np.uint64(0)
-    cache_size = 1
+def model_sequence(pixels, heights, widths, counts, increment, limit):
+    """The coded symbols and their P(1) (1..2^16-1), in coding order: per row a "repeats the row
+    above" flag, then (unless it repeats) every pixel of the row. Updates ``counts``."""
+    bits = np.empty(pixels.size + heights.sum(), dtype=np.uint8)
+    probs = np.empty(pixels.size + heights.sum(), dtype=np.int64)
+    n = 0
     offset = 0
-    mask32 = np.uint64(0xFFFFFFFF)
     for i in range(heights.size):
         height = heights[i]
         width = widths[i]
         for y in range(height):
-            # typical prediction (JBIG's TPGDON): one flag says "this row repeats the one above"
             same = 1
             for x in range(width):
                 if pixels[offset + y * width + x] != _pixel(pixels, offset, width, height, y - 1, x):
                     same = 0
                     break
-            for x in range(-1, width):
-                if x < 0:
-                    ctx = TP_CONTEXT
-                    bit = same
-                else:
-                    if x == 0:
-                        if same:
-                            break
-                        r2, r1, r0 = _row_start(pixels, offset, width, height, y)
-                    ctx = (r2 << 11) | (r1 << 4) | r0
-                    bit = pixels[offset + y * width + x]
-                p1 = np.uint64(_probability(counts, ctx))
-                bound = (rng >> np.uint64(PROB_BITS)) * p1
-                if bit:
-                    rng = bound
-                else:
-                    low += bound
-                    rng -= bound
+            probs[n] = _probability(counts, TP_CONTEXT)
+            bits[n] = same
+            n += 1
+            _update(counts, TP_CONTEXT, same, increment, limit)
+            if same:
+                continue
+            r2, r1, r0 = _row_start(pixels, offset, width, height, y)
+            for x in range(width):
+                ctx = (r2 << 11) | (r1 << 4) | r0
+                bit = pixels[offset + y * width + x]
+                probs[n] = _probability(counts, ctx)
+                bits[n] = bit
+                n += 1
                 _update(counts, ctx, bit, increment, limit)
-                while rng < np.uint64(TOP):
-                    rng = (rng << np.uint64(8)) & mask32
-                    # LZMA's shift_low: emit the cached byte (plus carry) once the carry is settled
-                    if low < np.uint64(0xFF000000) or low > mask32:
-                        carry = low >> np.uint64(32)
-                        temp = cache
-                        while True:
-                            if n_out == out.size:
-                                out = np.concatenate((out, np.empty(out.size, dtype=np.uint8)))
-                            out[n_out] = np.uint8((temp + carry) & np.uint64(0xFF))
-                            n_out += 1
-                            temp = np.uint64(0xFF)
-                            cache_size -= 1
-                            if cache_size == 0:
-                                break
-                        cache = (low >> np.uint64(24)) & np.uint64(0xFF)
-                    cache_size += 1
-                    low = (low & np.uint64(0x00FFFFFF)) << np.uint64(8)
-                if x >= 0:
-                    r2, r1, r0 = _context_walk(pixels, offset, width, height, y, x, r2, r1, r0)
+                r2, r1, r0 = _context_walk(pixels, offset, width, height, y, x, r2, r1, r0)
         offset += height * width
+    return bits[:n], probs[:n]
+
+
+@njit(cache=True)
+def _shift_low(out, n_out, low, cache, cache_size):
+    """LZMA's shift_low: emit the cached byte (plus carry) once the carry is settled."""
+    mask32 = np.uint64(0xFFFFFFFF)
+    if low < np.uint64(0xFF000000) or low > mask32:
+        carry = low >> np.uint64(32)
+        temp = cache
+        while True:
+            if n_out == out.size:
+                out = np.concatenate((out, np.empty(out.size, dtype=np.uint8)))
+            out[n_out] = np.uint8((temp + carry) & np.uint64(0xFF))
+            n_out += 1
+            temp = np.uint64(0xFF)
+            cache_size -= 1
+            if cache_size == 0:
+                break
+        cache = (low >> np.uint64(24)) & np.uint64(0xFF)
+    cache_size += 1
+    low = (low & np.uint64(0x00FFFFFF)) << np.uint64(8)
+    return out, n_out, low, cache, cache_size
+
+
+@njit(cache=True)
+def range_encode(bits, probs):
+    """The binary range coder: ``bits`` under P(1) = probs / 2^16, flushed."""
+    out = np.empty(1024 + bits.size // 4, dtype=np.uint8)
+    n_out = 0
+    low = np.uint64(0)
+    rng = np.uint64(0xFFFFFFFF)
+    cache = np.uint64(0)
+    cache_size = 1
+    mask32 = np.uint64(0xFFFFFFFF)
+    for k in range(bits.size):
+        bound = (rng >> np.uint64(PROB_BITS)) * np.uint64(probs[k])
+        if bits[k]:
+            rng = bound
+        else:
+            low += bound
+            rng -= bound
+        while rng < np.uint64(TOP):
+            rng = (rng << np.uint64(8)) & mask32
+            out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
     for _ in range(5):                       # flush: push the last bytes of low out
-        if low < np.uint64(0xFF000000) or low > mask32:
-            carry = low >> np.uint64(32)
-            temp = cache
-            while True:
-                if n_out == out.size:
-                    out = np.concatenate((out, np.empty(out.size, dtype=np.uint8)))
-                out[n_out] = np.uint8((temp + carry) & np.uint64(0xFF))
-                n_out += 1
-                temp = np.uint64(0xFF)
-                cache_size -= 1
-                if cache_size == 0:
-                    break
-            cache = (low >> np.uint64(24)) & np.uint64(0xFF)
-        cache_size += 1
-        low = (low & np.uint64(0x00FFFFFF)) << np.uint64(8)
+        out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
     return out[:n_out]
+
+
+def encode_pixels(pixels, heights, widths, counts, increment, limit):
+    """Range-code the images (flat uint8 0/1 pixels, row-major, one after another)."""
+    return range_encode(*model_sequence(pixels, heights, widths, counts, increment, limit))
+
+
+@njit(cache=True)
+def context_at(pixels, offset, width, height, y, x):
+    """The 16-pixel context of (y, x) computed from scratch (what the registers hold there)."""
+    ctx = 0
+    for dx in range(-2, 3):
+        ctx = (ctx << 1) | _pixel(pixels, offset, width, height, y - 2, x + dx)
+    for dx in range(-3, 4):
+        ctx = (ctx << 1) | _pixel(pixels, offset, width, height, y - 1, x + dx)
+    for dx in range(-4, 0):
+        ctx = (ctx << 1) | _pixel(pixels, offset, width, height, y, x + dx)
+    return ctx
 
 
 @njit(cache=True)

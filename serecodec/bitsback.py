@@ -25,7 +25,11 @@ import numpy as np
 from .coding_model import PIXEL_BITS, CodingModel
 from .errors import ArchiveError
 
+PROB_BITS_ADAPTIVE = 16     # the adaptive model's probabilities are int / 2**16
+
 HEAD_RESERVE_BITS = 64      # keep at least this many valid bits beyond a batch's expected pops
+WARM_MAX_PIXELS = 1 << 16   # warm start only from images this small (their decoder runs pixel by pixel)
+WARM_MAX_TOTAL = 1 << 22    # and at most this many warm-start pixels in all (bounds a hostile header)
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
@@ -44,6 +48,10 @@ class PhaseTimer:
             yield
         finally:
             self.seconds[phase] += time.perf_counter() - tic
+
+
+class WarmStartTooLarge(ValueError):
+    """The first images are too large (or too many) for a warm start; use initial words instead."""
 
 
 class StackIntegrityError(ArchiveError):
@@ -68,13 +76,30 @@ def initial_words(model: CodingModel, seed: int = 0x5E2E) -> np.ndarray:
 class BitsBackEncoder:
     """Appends batches of binary images to one ANS stack."""
 
-    def __init__(self, model: CodingModel, max_batch: int = 256) -> None:
+    def __init__(self, model: CodingModel, max_batch: int = 256, warm=None) -> None:
+        """``warm``: an adaptive context model to start from an empty stack (warm start), coding
+        the first images with it until the stack can pay for bits-back; None: initial words."""
         if not 1 <= max_batch <= 65535:   # the archive stores batch sizes as uint16
             raise ValueError(f"max_batch must be in 1..65535, not {max_batch}")
-        self.model, self.max_batch = model, max_batch
-        self.coder = constriction.stream.stack.AnsCoder(initial_words(model))
+        self.model, self.max_batch, self.warm = model, max_batch, warm
+        self.coder = constriction.stream.stack.AnsCoder(*(() if warm else (initial_words(model),)))
         self.batch_sizes: list[int] = []
+        self.warm_images = 0
         self.timer = PhaseTimer()
+
+    def needs_warmth(self) -> bool:
+        """Still in the warm start: no bits-back batch yet, and the stack cannot pay for one."""
+        return self.warm is not None and not self.batch_sizes and self.affordable_batch() == 0
+
+    def push_warm(self, image: np.ndarray) -> None:
+        """Push one whole image under the adaptive context model (fresh counts per image, so the
+        decoder, which pops the warm images last and in reverse, can decode each on its own)."""
+        self.warm_pixels = getattr(self, "warm_pixels", 0) + image.size
+        if image.size > WARM_MAX_PIXELS or self.warm_pixels > WARM_MAX_TOTAL:
+            raise WarmStartTooLarge("the warm start would exceed its size limits")
+        bits, probs = self.warm.sequence(image)
+        self.coder.encode_reverse(bits.astype(np.int32), _BERNOULLI, probs / float(1 << PROB_BITS_ADAPTIVE))
+        self.warm_images += 1
 
     def affordable_batch(self) -> int:
         """The largest batch whose posterior pops the stack's bits can pay for."""
@@ -151,7 +176,8 @@ class BitsBackEncoder:
 
 def decode_images(model: CodingModel, compressed: np.ndarray, batch_sizes: Iterable[int],
                   progress: Optional[Callable[[int], None]] = None,
-                  timer: Optional[PhaseTimer] = None, masks: Optional[np.ndarray] = None) -> np.ndarray:
+                  timer: Optional[PhaseTimer] = None, masks: Optional[np.ndarray] = None,
+                  warm=None, warm_shapes: Iterable = ()) -> np.ndarray:
     """Pop every batch (last encoded first), check the initial words are back, return tiles in order.
 
     The encoder started a batch only when its stack held enough bits to pay for the batch's
@@ -173,11 +199,37 @@ def decode_images(model: CodingModel, compressed: np.ndarray, batch_sizes: Itera
             raise StackIntegrityError("the bits-back stack ran dry")
         if progress:
             progress(size)
-    if not np.array_equal(coder.get_compressed(), initial):
+    if warm is not None:             # the warm-start images lie at the bottom of the stack
+        warm_images = [decode_warm(coder, warm, shape) for shape in reversed(list(warm_shapes))][::-1]
+        if coder.num_words():
+            raise StackIntegrityError("the stack did not end empty after the warm start")
+    elif not np.array_equal(coder.get_compressed(), initial):
         raise StackIntegrityError("the stack did not return to its initial bits")
-    if not batches:
-        return np.zeros((0, model.pixels), dtype=np.uint8)
-    return np.concatenate(batches[::-1], axis=0)
+    tiles = np.concatenate(batches[::-1], axis=0) if batches else np.zeros((0, model.pixels), dtype=np.uint8)
+    return (tiles, warm_images) if warm is not None else tiles
+
+
+def decode_warm(coder, warm, shape: tuple) -> np.ndarray:
+    """Pop one warm-start image pixel by pixel (the mirror of ``push_warm``)."""
+    from .adaptive_kernel import TP_CONTEXT, _probability, _update, context_at
+    height, width = shape
+    counts = warm.initial.copy()
+    pixels = np.zeros(height * width, np.uint8)
+    scale = float(1 << PROB_BITS_ADAPTIVE)
+    pop = lambda p: int(coder.decode(_BERNOULLI, np.array([p / scale]))[0])  # noqa: E731
+    for y in range(height):
+        repeat = pop(_probability(counts, TP_CONTEXT))
+        _update(counts, TP_CONTEXT, repeat, warm.increment, warm.limit)
+        if repeat:
+            if y:
+                pixels[y * width:(y + 1) * width] = pixels[(y - 1) * width:y * width]
+            continue
+        for x in range(width):
+            ctx = context_at(pixels, 0, width, height, y, x)
+            bit = pop(_probability(counts, ctx))
+            _update(counts, ctx, bit, warm.increment, warm.limit)
+            pixels[y * width + x] = bit
+    return pixels.reshape(height, width)
 
 
 def decode_unordered(model: CodingModel, compressed: np.ndarray, batch_sizes: Iterable[int], shape: tuple,

@@ -370,10 +370,11 @@ def info(archive, model, as_json):
         **({"context_table": header.context_table} if header.method in ("context", "adaptive") else {}),
         "bits_per_dim": 8 * len(data) / dims if dims else None,
     }
-    if matches:   # the initial bits are a property of the coding model
+    if matches:   # the initial bits are a property of the coding model (none with a warm start)
         from .bitsback import initial_word_count
-        initial = 32 * initial_word_count(known)
-        report.update(initial_bits=initial, net_bits_per_dim=(header.payload_bits - initial) / dims)
+        initial = 0 if header.warm_images else 32 * initial_word_count(known)
+        report.update(initial_bits=initial, warm_start_images=header.warm_images,
+                      net_bits_per_dim=(header.payload_bits - initial) / dims)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -78,16 +78,18 @@ class Codec:
 
     ``model``: a shipped name, a ``.coding.npz`` path or a ``CodingModel`` (loaded on first use,
     so archives that do not need it never load it). ``max_pixels`` caps what one archive may
-    decode to (a hostile header cannot make it allocate more).
+    decode to (a hostile header cannot make it allocate more). ``warm_start``: start the bits-back
+    stack with the first images coded by the adaptive model instead of ~1000 random initial bits.
     """
 
     def __init__(self, model=None, engine: str = "numpy", max_batch: int = 256, threads: int = 1,
-                 max_pixels: int = MAX_TOTAL_PIXELS) -> None:
+                 max_pixels: int = MAX_TOTAL_PIXELS, warm_start: bool = True) -> None:
         if not 1 <= max_batch <= 65535:
             raise InputError(f"max_batch must be in 1..65535, not {max_batch}")
         self._model_spec, self.engine = model, engine
         self._model = None
         self.max_batch, self.threads, self.max_pixels = max_batch, threads, max_pixels
+        self.warm_start = warm_start
         self._context = None
         self._adaptive = None
         if engine.startswith("torch:cuda"):
@@ -131,9 +133,33 @@ class Codec:
         from threadpoolctl import threadpool_limits
         return threadpool_limits(limits=self.threads, user_api="blas")
 
-    def encoder(self):
+    def encoder(self, warm: bool = True):
+        """A bits-back encoder; ``warm``: start from an empty stack with the adaptive model."""
         from .bitsback import BitsBackEncoder
-        return BitsBackEncoder(self.model, self.max_batch)
+        return BitsBackEncoder(self.model, self.max_batch, self.adaptive if warm and self.warm_start else None)
+
+    def _encode_bits_back(self, images, progress) -> "object":
+        """Bits-back over tiles, warm-started by the first images when they are small enough."""
+        from .bitsback import WarmStartTooLarge, to_tiles
+        for warm in (True, False):
+            encoder = self.encoder(warm)
+            start = 0
+            try:
+                while start < len(images) and encoder.needs_warmth():
+                    encoder.push_warm(images[start])
+                    start += 1
+            except WarmStartTooLarge:
+                continue
+            if progress and start:
+                progress(start)
+            with self._limited():
+                for first in range(start, len(images), 2048):
+                    chunk = images[first:first + 2048]
+                    tiles, masks = to_tiles(chunk, self.tile)
+                    encoder.push(tiles, masks)
+                    if progress:
+                        progress(len(chunk))
+            return encoder
 
     def stream(self, target=None) -> "StreamWriter":
         """An archive that grows one image (or batch) at a time; see ``StreamWriter``.
@@ -194,17 +220,10 @@ class Codec:
             candidates.append(sealed("context", self.context.encode(images).astype("<u4").tobytes(),
                                      context_table=CURRENT_TABLE))
         if method == "bits-back" or (method == "auto" and self._bits_back_may_win(images, min(map(len, candidates)))):
-            encoder = self.encoder()
-            from .bitsback import to_tiles
-            with self._limited():
-                for start in range(0, len(shapes), 2048):
-                    chunk = images[start:start + 2048]
-                    tiles, masks = to_tiles(chunk, self.tile)
-                    encoder.push(tiles, masks)
-                    if progress:
-                        progress(len(chunk))
+            encoder = self._encode_bits_back(images, progress)
             candidates.append(sealed("bits-back", encoder.compressed().astype("<u4").tobytes(),
-                                     model_hash=self.model.hash, batch_sizes=list(encoder.batch_sizes)))
+                                     model_hash=self.model.hash, batch_sizes=list(encoder.batch_sizes),
+                                     warm_images=encoder.warm_images))
         elif progress:
             progress(len(shapes))
         return min(candidates, key=len)
@@ -231,7 +250,7 @@ class Codec:
             archive.content_crc = checksum.value(archive.meta_bytes())
             candidates.append(archive.to_bytes())
         if method in ("auto", "bits-back"):
-            encoder = self.encoder()
+            encoder = self.encoder(warm=False)
             with self._limited():
                 encoder.push_unordered(images, self.tile)
             archive = Archive("bits-back", payload=encoder.compressed().astype("<u4").tobytes(),
@@ -281,11 +300,17 @@ class Codec:
                                    f"not this one ({self.model.hash[:16]}…); pass the matching --model")
             from .bitsback import tile_count
             tiles = tile_count(archive.shapes, self.tile)
+            from .bitsback import WARM_MAX_PIXELS, WARM_MAX_TOTAL
+            warm = archive.shapes[:archive.warm_images]
+            tiles = tile_count(archive.shapes[archive.warm_images:], self.tile)
             if tiles > 8 * len(archive.payload) or sum(archive.batch_sizes) != tiles or \
-                    max(archive.batch_sizes, default=0) > 65535 or len(archive.payload) % 4:
+                    max(archive.batch_sizes, default=0) > 65535 or len(archive.payload) % 4 or \
+                    archive.warm_images > archive.count or (archive.warm_images and archive.unordered):
                 raise ArchiveError("corrupted archive: the bits-back batches do not match the image sizes")
-            if archive.particles != 1 or archive.warm_images:
-                raise ArchiveError("archive uses bits-back options this version cannot decode")
+            if any(h * w > WARM_MAX_PIXELS for h, w in warm) or sum(h * w for h, w in warm) > WARM_MAX_TOTAL:
+                raise ArchiveError("corrupted archive: the warm start is larger than any encoder writes")
+            if archive.particles != 1:
+                raise ArchiveError("archive uses importance-weighted bits-back, which this version cannot decode")
         if archive.method == "context":
             from .context_model import CURRENT_TABLE
             if archive.context_table != CURRENT_TABLE:
@@ -349,8 +374,14 @@ class Codec:
         if progress and len({s for s in shapes}) == 1:
             per_image = -(-shapes[0][0] // tile[0]) * -(-shapes[0][1] // tile[1])
         report = (lambda tiles: progress(max(1, tiles // per_image))) if per_image else None
+        warm = archive.warm_images
         try:
             with self._limited():
+                if warm:
+                    flat, warm_images = decode_images(self.model, words, archive.batch_sizes, report,
+                                                      masks=tile_masks(shapes[warm:], tile), warm=self.adaptive,
+                                                      warm_shapes=shapes[:warm])
+                    return warm_images + from_tiles(flat, shapes[warm:], tile)
                 flat = decode_images(self.model, words, archive.batch_sizes, report,
                                      masks=tile_masks(shapes, tile))
         except (ValueError, RuntimeError) as exc:   # the coder refuses impossible states
@@ -417,9 +448,24 @@ class StreamWriter:
         if (names is not None) != (self.names is not None) and self.count:
             raise InputError("give names with every append or with none (the archive stores one per image)")
         names = _check_names(names, len(shapes))
+        from .bitsback import WARM_MAX_PIXELS
+        if not self.count and shapes[0][0] * shapes[0][1] > WARM_MAX_PIXELS:
+            self.encoder = self.codec.encoder(warm=False)      # a large first image: initial words instead
+        start = 0
+        try:
+            while start < len(images) and self.encoder.needs_warmth():
+                self.encoder.push_warm(images[start])
+                start += 1
+        except Exception as exc:
+            from .bitsback import WarmStartTooLarge
+            if isinstance(exc, WarmStartTooLarge):
+                raise InputError("a stream starts warm from small images; start it with images of at most "
+                                 "65536 pixels, or use Codec.compress") from None
+            raise
         with self.codec._limited():
-            tiles, masks = to_tiles(images, self.codec.tile)
-            self.encoder.push(tiles, masks)
+            tiles, masks = to_tiles(images[start:], self.codec.tile)
+            if len(tiles):
+                self.encoder.push(tiles, masks)
         for image in images:
             self.checksum.update(image)
         self.shapes += shapes
@@ -445,7 +491,7 @@ class StreamWriter:
     def to_bytes(self) -> bytes:
         archive = Archive("bits-back", size_runs(self.shapes), self.encoder.compressed().astype("<u4").tobytes(),
                           model_hash=self.codec.model.hash, batch_sizes=list(self.encoder.batch_sizes),
-                          names=self.names)
+                          names=self.names, warm_images=self.encoder.warm_images)
         archive.content_crc = self.checksum.value(archive.meta_bytes())
         return archive.to_bytes()
 

@@ -139,7 +139,7 @@ def other_model():
 
 def test_archive_from_another_model_is_refused(codec, squares, other_model):
     data = Codec(other_model).compress(squares[:4], method="bits-back")
-    with pytest.raises(ArchiveError, match="made with coding model"):
+    with pytest.raises(ArchiveError, match="needs coding model"):
         codec.decompress(data)
     assert np.array_equal(Codec(other_model).decompress(data), squares[:4])  # an untrained model is still lossless
 
@@ -246,8 +246,9 @@ def _old_bytes(version: int, archive: Archive, full_hash: str, pixel_crc: int) -
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_versions_1_and_2_still_decode(codec, squares, version):
+def test_versions_1_and_2_still_decode(squares, version):
     import zlib
+    codec = Codec(warm_start=False)          # formats 1-2 knew only initial words
     crc = zlib.crc32(np.ascontiguousarray(squares[:12]).tobytes()) & 0xFFFFFFFF
     for method in ("bits-back", "deflate"):
         current = codec.read(codec.compress(squares[:12], names=[f"{i}.png" for i in range(12)], method=method))

@@ -20,7 +20,7 @@ def codec():
 def test_unordered_archive_restores_the_multiset_and_saves_the_order(codec, digits):
     squares = digits[:120].reshape(-1, 28, 28)
     images = np.concatenate([squares, squares[:10], squares[:3]])          # duplicates too
-    ordered = codec.compress(images, method="bits-back")
+    ordered = Codec(warm_start=False).compress(images, method="bits-back")     # both start from initial words
     unordered = codec.compress(images, method="bits-back", ordered=False)
     back = codec.decompress(unordered)
     assert codec.read(unordered).unordered and back.shape == images.shape

@@ -64,7 +64,7 @@ def test_auto_picks_the_context_model_for_few_digits_and_bits_back_for_many(imag
     codec = Codec()
     one = codec.compress(images[:1])
     assert codec.read(one).method == "context" and np.array_equal(codec.decompress(one), images[:1])
-    assert len(one) < len(codec.compress(images[:1], method="deflate")) < len(codec.compress(images[:1], method="bits-back"))
+    assert len(one) < min(len(codec.compress(images[:1], method=m)) for m in ("deflate", "adaptive", "bits-back"))
     assert 8 * len(one) / 784 < 0.4                           # bits per pixel, header included
     many = codec.compress(images)
     assert codec.read(many).method == "bits-back" and np.array_equal(codec.decompress(many), images)
