@@ -108,3 +108,13 @@ def test_own_model_benchmark(new_results):
     report = load(new_results, "own_model_quick")
     assert report["model"]["tile"] == [28, 28] and report["train_images"] == 2000
     assert all(v > 0 for v in report["bits_per_dim"].values())
+
+
+def test_below_elbo_benchmark(tmp_path):
+    run_benchmark("below_elbo", tmp_path)
+    report = load(tmp_path, "below_elbo_quick")
+    rows = {row["n"]: row for row in report["curve"]}
+    for n in (5, 20, 50):                          # the default never loses to the context model alone
+        assert rows[n]["default_bpd"] <= rows[n]["context_bpd"]
+    assert all(r["warm_bits_back_bpd"] < r["initial_bits_bits_back_bpd"] for r in report["curve"])
+    assert report["unordered_bpd"] < report["ordered_bpd"]
