@@ -309,7 +309,7 @@ def check_limits(archive: Archive, max_pixels: int = MAX_TOTAL_PIXELS) -> None:
     per_byte = PIXELS_PER_PAYLOAD_BYTE.get(archive.method)
     if per_byte and pixels > per_byte * len(archive.payload) + PAYLOAD_SLACK_PIXELS:
         raise ArchiveError(f"corrupted archive: {len(archive.payload)} payload bytes cannot hold {pixels:,} pixels")
-    if archive.method == "bits-back" and archive.count > 8 * len(archive.payload):
+    if archive.method == "bits-back" and archive.count - archive.warm_images > 8 * len(archive.payload) + 64:
         raise ArchiveError(f"corrupted archive: {len(archive.payload)} payload bytes cannot hold {archive.count} images")
 
 

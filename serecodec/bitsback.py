@@ -98,7 +98,7 @@ class BitsBackEncoder:
         if image.size > WARM_MAX_PIXELS or self.warm_pixels > WARM_MAX_TOTAL:
             raise WarmStartTooLarge("the warm start would exceed its size limits")
         bits, probs = self.warm.sequence(image)
-        self.coder.encode_reverse(bits.astype(np.int32), _BERNOULLI, probs / float(1 << PROB_BITS_ADAPTIVE))
+        self.coder.encode_reverse(bits.astype(np.int32), _BERNOULLI, probs)
         self.warm_images += 1
 
     def affordable_batch(self) -> int:
@@ -200,7 +200,7 @@ def decode_images(model: CodingModel, compressed: np.ndarray, batch_sizes: Itera
         if progress:
             progress(size)
     if warm is not None:             # the warm-start images lie at the bottom of the stack
-        warm_images = [decode_warm(coder, warm, shape) for shape in reversed(list(warm_shapes))][::-1]
+        warm_images = [warm.decode(coder, shape) for shape in reversed(list(warm_shapes))][::-1]
         if coder.num_words():
             raise StackIntegrityError("the stack did not end empty after the warm start")
     elif not np.array_equal(coder.get_compressed(), initial):
@@ -209,17 +209,40 @@ def decode_images(model: CodingModel, compressed: np.ndarray, batch_sizes: Itera
     return (tiles, warm_images) if warm is not None else tiles
 
 
-def decode_warm(coder, warm, shape: tuple) -> np.ndarray:
-    """Pop one warm-start image pixel by pixel (the mirror of ``push_warm``)."""
+class WarmStart:
+    """Which model codes a warm-start image, by its shape alone (so the decoder knows): the static
+    digit context model for its 28x28, the adaptive model (fresh counts) for any other size."""
+
+    def __init__(self, adaptive, static=None) -> None:
+        self.adaptive, self.static = adaptive, static
+
+    def _static_for(self, shape) -> bool:
+        return self.static is not None and tuple(shape) == (self.static.height, self.static.width)
+
+    def sequence(self, image: np.ndarray) -> tuple:
+        """(symbols in decoding order, P(1) of each as float)."""
+        if self._static_for(image.shape):
+            return self.static.sequence(image)
+        bits, probs = self.adaptive.sequence(image)
+        return bits, probs / float(1 << PROB_BITS_ADAPTIVE)
+
+    def decode(self, coder, shape: tuple) -> np.ndarray:
+        """Pop one warm-start image pixel by pixel (the mirror of ``BitsBackEncoder.push_warm``)."""
+        if self._static_for(shape):
+            return self.static.decode_with(lambda probs: coder.decode(_BERNOULLI, probs), 1)[0]
+        return _decode_adaptive_warm(coder, self.adaptive, shape)
+
+
+def _decode_adaptive_warm(coder, adaptive, shape: tuple) -> np.ndarray:
     from .adaptive_kernel import TP_CONTEXT, _probability, _update, context_at
     height, width = shape
-    counts = warm.initial.copy()
+    counts = adaptive.initial.copy()
     pixels = np.zeros(height * width, np.uint8)
     scale = float(1 << PROB_BITS_ADAPTIVE)
     pop = lambda p: int(coder.decode(_BERNOULLI, np.array([p / scale]))[0])  # noqa: E731
     for y in range(height):
         repeat = pop(_probability(counts, TP_CONTEXT))
-        _update(counts, TP_CONTEXT, repeat, warm.increment, warm.limit)
+        _update(counts, TP_CONTEXT, repeat, adaptive.increment, adaptive.limit)
         if repeat:
             if y:
                 pixels[y * width:(y + 1) * width] = pixels[(y - 1) * width:y * width]
@@ -227,7 +250,7 @@ def decode_warm(coder, warm, shape: tuple) -> np.ndarray:
         for x in range(width):
             ctx = context_at(pixels, 0, width, height, y, x)
             bit = pop(_probability(counts, ctx))
-            _update(counts, ctx, bit, warm.increment, warm.limit)
+            _update(counts, ctx, bit, adaptive.increment, adaptive.limit)
             pixels[y * width + x] = bit
     return pixels.reshape(height, width)
 

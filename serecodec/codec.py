@@ -136,7 +136,13 @@ class Codec:
     def encoder(self, warm: bool = True):
         """A bits-back encoder; ``warm``: start from an empty stack with the adaptive model."""
         from .bitsback import BitsBackEncoder
-        return BitsBackEncoder(self.model, self.max_batch, self.adaptive if warm and self.warm_start else None)
+        return BitsBackEncoder(self.model, self.max_batch, self.warm if warm and self.warm_start else None)
+
+    @property
+    def warm(self):
+        """The warm-start models (static digit model for 28x28 images, adaptive for the rest)."""
+        from .bitsback import WarmStart
+        return WarmStart(self.adaptive, self.context)
 
     def _encode_bits_back(self, images, progress) -> "object":
         """Bits-back over tiles, warm-started by the first images when they are small enough."""
@@ -303,7 +309,7 @@ class Codec:
             from .bitsback import WARM_MAX_PIXELS, WARM_MAX_TOTAL
             warm = archive.shapes[:archive.warm_images]
             tiles = tile_count(archive.shapes[archive.warm_images:], self.tile)
-            if tiles > 8 * len(archive.payload) or sum(archive.batch_sizes) != tiles or \
+            if tiles > 8 * len(archive.payload) + 64 or sum(archive.batch_sizes) != tiles or \
                     max(archive.batch_sizes, default=0) > 65535 or len(archive.payload) % 4 or \
                     archive.warm_images > archive.count or (archive.warm_images and archive.unordered):
                 raise ArchiveError("corrupted archive: the bits-back batches do not match the image sizes")
@@ -379,7 +385,7 @@ class Codec:
             with self._limited():
                 if warm:
                     flat, warm_images = decode_images(self.model, words, archive.batch_sizes, report,
-                                                      masks=tile_masks(shapes[warm:], tile), warm=self.adaptive,
+                                                      masks=tile_masks(shapes[warm:], tile), warm=self.warm,
                                                       warm_shapes=shapes[:warm])
                     return warm_images + from_tiles(flat, shapes[warm:], tile)
                 flat = decode_images(self.model, words, archive.batch_sizes, report,

@@ -102,8 +102,19 @@ class ContextModel:
         return encoder.get_compressed()
 
     def decode(self, words: np.ndarray, count: int) -> np.ndarray:
-        height, width = self.height, self.width
         decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
+        return self.decode_with(lambda probs: decoder.decode(_BERNOULLI, probs), count)
+
+    def sequence(self, image: np.ndarray) -> tuple:
+        """(pixels in raster order, P(1) of each): what a warm start pushes onto a bits-back stack."""
+        image = np.asarray(image)[None]
+        self._check_shape(image.shape)
+        return image.reshape(-1).astype(np.int32), self._probabilities(contexts(image)).reshape(-1)
+
+    def decode_with(self, pop, count: int) -> np.ndarray:
+        """Decode ``count`` images one pixel position at a time; ``pop(P(1) per image)`` returns
+        the bits from whichever coder holds them (the range coder here, an ANS stack in a warm start)."""
+        height, width = self.height, self.width
         padded_width = width + 2 * PAD_SIDE
         padded = np.zeros((count, (PAD_TOP + height) * padded_width), dtype=np.uint8)
         # for each pixel: the flat positions of its neighbours, and the weights that make them a number
@@ -116,7 +127,7 @@ class ContextModel:
         blocks = _block_index(height, width).ravel()
         for pixel in range(height * width):
             ctx = padded[:, neighbours[pixel]].astype(np.int64) @ weights + blocks[pixel]
-            padded[:, here[pixel]] = decoder.decode(_BERNOULLI, self._probabilities(ctx))
+            padded[:, here[pixel]] = pop(self._probabilities(ctx))
         return padded[:, here].reshape(count, height, width).astype(np.uint8)
 
     def _check_shape(self, shape) -> None:
