@@ -179,18 +179,24 @@ def bpd(total_bytes: int, count: int) -> float:
 @click.option("--dataset", type=click.Choice(["mnist", "fashion"]), default="mnist", show_default=True,
               help="fashion: Fashion-MNIST test images (Debian dataset-fashion-mnist), out of the model's domain.")
 @click.option("--data-dir", default=None)
+@click.option("--model", default=None, metavar="NAME|PATH", help="Our coding model (default: the shipped digit model).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
-def main(limit, per_image_limit, quick, dataset, data_dir, out_dir):
+def main(limit, per_image_limit, quick, dataset, data_dir, model, out_dir):
     if dataset == "fashion":
-        grey = read_idx(Path(data_dir or FASHION_DIR) / "t10k-images-idx3-ubyte.gz").reshape(-1, PIXELS) / 255.0
+        path = Path(data_dir or FASHION_DIR) / "t10k-images-idx3-ubyte.gz"
+        if not path.is_file():
+            raise SystemExit(f"classical.py: {path}: no Fashion-MNIST test images (apt-get install dataset-fashion-mnist, "
+                             f"or --data-dir DIR)")
+        grey = read_idx(path).reshape(-1, PIXELS) / 255.0
         images = binarize_fixed(grey)[:limit].reshape(-1, 28, 28)
-        source = "Fashion-MNIST test set, binarized with default_rng(0) (out of domain: the model saw only digits)"
+        source = ("Fashion-MNIST test set, binarized with default_rng(0) "
+                  + (f"(coding model: {model})" if model else "(out of domain: the model saw only digits)"))
     else:
         images, source = test_images(quick, limit, data_dir)
         images = images.reshape(-1, 28, 28)
     n = len(images)
     rows = []
-    codec = Codec()
+    codec = Codec(model)
     ours_stream = _stream("serecodec", lambda: codec.compress(images, method="bits-back"), codec.decompress,
                           images, n)
     rows.append(ours_stream)
@@ -245,7 +251,7 @@ def main(limit, per_image_limit, quick, dataset, data_dir, out_dir):
               "best_classical_per_image": best_file["codec"],
               "ours_per_image_over_best_classical_per_image": ours_file["bpd"] / best_file["bpd"]}
     out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = ("_fashion" if dataset == "fashion" else "") + ("_quick" if quick else "")
+    suffix = ("_fashion" if dataset == "fashion" else "") + (f"_{model}" if model else "") + ("_quick" if quick else "")
     (out_dir / f"classical{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
     (out_dir / f"classical{suffix}.md").write_text(text)

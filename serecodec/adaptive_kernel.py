@@ -132,33 +132,35 @@ def _shift_low(out, n_out, low, cache, cache_size):
 
 
 @njit(cache=True)
-def range_encode(bits, probs):
-    """The binary range coder: ``bits`` under P(1) = probs / 2^16, flushed."""
-    out = np.empty(1024 + bits.size // 4, dtype=np.uint8)
+def encode_pixels(pixels, heights, widths, counts, increment, limit):
+    """Range-code the images (flat uint8 0/1 pixels, row-major, one after another): each image's
+    symbols come from ``model_sequence`` (counts carried over), so memory stays per image."""
+    out = np.empty(1024 + pixels.size // 16, dtype=np.uint8)
     n_out = 0
     low = np.uint64(0)
     rng = np.uint64(0xFFFFFFFF)
     cache = np.uint64(0)
     cache_size = 1
     mask32 = np.uint64(0xFFFFFFFF)
-    for k in range(bits.size):
-        bound = (rng >> np.uint64(PROB_BITS)) * np.uint64(probs[k])
-        if bits[k]:
-            rng = bound
-        else:
-            low += bound
-            rng -= bound
-        while rng < np.uint64(TOP):
-            rng = (rng << np.uint64(8)) & mask32
-            out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
+    offset = 0
+    for i in range(heights.size):
+        size = heights[i] * widths[i]
+        bits, probs = model_sequence(pixels[offset:offset + size], heights[i:i + 1], widths[i:i + 1], counts,
+                                     increment, limit)
+        offset += size
+        for k in range(bits.size):
+            bound = (rng >> np.uint64(PROB_BITS)) * np.uint64(probs[k])
+            if bits[k]:
+                rng = bound
+            else:
+                low += bound
+                rng -= bound
+            while rng < np.uint64(TOP):
+                rng = (rng << np.uint64(8)) & mask32
+                out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
     for _ in range(5):                       # flush: push the last bytes of low out
         out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
     return out[:n_out]
-
-
-def encode_pixels(pixels, heights, widths, counts, increment, limit):
-    """Range-code the images (flat uint8 0/1 pixels, row-major, one after another)."""
-    return range_encode(*model_sequence(pixels, heights, widths, counts, increment, limit))
 
 
 @njit(cache=True)

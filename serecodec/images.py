@@ -32,13 +32,15 @@ def _to_binary(array: np.ndarray, path, threshold: Optional[float]) -> np.ndarra
         return (array.astype(np.float64) / scale >= threshold).astype(np.uint8)
     if array.dtype == bool:
         return array.astype(np.uint8)
-    values = np.unique(array)
-    if set(values.tolist()) <= {0, 1}:
-        return array.astype(np.uint8)
-    if set(values.tolist()) <= {0, 255}:
-        return (array == 255).astype(np.uint8)
-    raise InputError(f"{path}: grey levels present ({len(values)} distinct values); lossless coding needs "
-                     f"0/1 pixels (use --threshold T to binarize, which is lossy)")
+    ones = array == 1                   # no sort of the whole array (a 100k-image .npy stays cheap)
+    if (ones | (array == 0)).all():
+        return ones.view(np.uint8)
+    high = array == 255
+    if (high | (array == 0)).all():
+        return high.view(np.uint8)
+    distinct = len(np.unique(array.ravel()[:1 << 20]))
+    raise InputError(f"{path}: grey levels present ({distinct}{'+' if array.size > 1 << 20 else ''} distinct "
+                     f"values); lossless coding needs 0/1 pixels (use --threshold T to binarize, which is lossy)")
 
 
 def _format_of(img: Image.Image, raw: bytes) -> str:
@@ -172,6 +174,8 @@ def collect_inputs(paths: list, threshold: Optional[float] = None, stdin: Option
             is_npy = (str(source).lower().endswith(".npy") if source != "-" else data[:6] == b"\x93NUMPY")
             if is_npy:
                 block = read_npy(source, threshold, data)
+                if len(paths) == 1 and entries == [(source, name)]:
+                    return block, None, ["npy"] * len(block)      # one array: no per-image copies
                 images += list(block)
                 names += [None] * len(block)
                 formats += ["npy"] * len(block)
