@@ -164,7 +164,10 @@ def compress(inputs, output, to_stdout, model, threshold, method, no_names, unor
         images = images[canonical_order(images)] if isinstance(images, np.ndarray) else images
     if not no_verify:
         decoded = codec.decompress(data)
-        same = all(np.array_equal(a, b) for a, b in zip(decoded, images)) and len(decoded) == len(images)
+        if isinstance(decoded, np.ndarray) and isinstance(images, np.ndarray):
+            same = np.array_equal(decoded, images)
+        else:
+            same = len(decoded) == len(images) and all(np.array_equal(a, b) for a, b in zip(decoded, images))
         if not same:
             raise RuntimeError("verification failed: the archive does not decode to the input (please report)")
     if out_path is None:

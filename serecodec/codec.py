@@ -54,16 +54,34 @@ def as_images(images: Images, what: str = "images") -> Union[np.ndarray, list]:
     return np.stack(out) if len(shapes) == 1 else out
 
 
-def _binary(array: np.ndarray, what: str) -> np.ndarray:
+def binary_or_none(array: np.ndarray) -> Optional[np.ndarray]:
+    """``array`` as uint8 0/1 if it holds only 0/1 (or only 0/255, or bools), else None.
+
+    Checked in chunks, and uint8 0/1 input is returned as it is: a 100,000-image array costs no
+    copies or whole-array temporaries here."""
     if array.dtype == bool:
-        return array.astype(np.uint8)
+        return array.view(np.uint8)
     if not np.issubdtype(array.dtype, np.number):
+        return None
+    flat = array.reshape(-1)
+    chunk = 1 << 22
+
+    def only(values) -> bool:
+        return all(np.isin(flat[i:i + chunk], values).all() for i in range(0, flat.size, chunk))
+    if only((0, 1)):
+        return array if array.dtype == np.uint8 else array.astype(np.uint8)
+    if only((0, 255)):
+        return (array == 255).view(np.uint8)
+    return None
+
+
+def _binary(array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype != bool and not np.issubdtype(array.dtype, np.number):
         raise InputError(f"{what}: pixels must be numbers, not {array.dtype}")
-    if np.isin(array, (0, 1)).all():
-        return array.astype(np.uint8)
-    if np.isin(array, (0, 255)).all():
-        return (array == 255).astype(np.uint8)
-    raise InputError(f"{what}: pixels must be 0/1 (or 0/255); binarize grey images first")
+    binary = binary_or_none(array)
+    if binary is None:
+        raise InputError(f"{what}: pixels must be 0/1 (or 0/255); binarize grey images first")
+    return binary
 
 
 def shapes_of(images) -> list:

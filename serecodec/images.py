@@ -30,14 +30,10 @@ def _to_binary(array: np.ndarray, path, threshold: Optional[float]) -> np.ndarra
     if threshold is not None:
         scale = 255.0 if array.max(initial=0) > 1 else 1.0
         return (array.astype(np.float64) / scale >= threshold).astype(np.uint8)
-    if array.dtype == bool:
-        return array.astype(np.uint8)
-    ones = array == 1                   # no sort of the whole array (a 100k-image .npy stays cheap)
-    if (ones | (array == 0)).all():
-        return ones.view(np.uint8)
-    high = array == 255
-    if (high | (array == 0)).all():
-        return high.view(np.uint8)
+    from .codec import binary_or_none
+    binary = binary_or_none(array)
+    if binary is not None:
+        return binary
     distinct = len(np.unique(array.ravel()[:1 << 20]))
     raise InputError(f"{path}: grey levels present ({distinct}{'+' if array.size > 1 << 20 else ''} distinct "
                      f"values); lossless coding needs 0/1 pixels (use --threshold T to binarize, which is lossy)")
