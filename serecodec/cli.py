@@ -370,6 +370,7 @@ def info(archive, model, as_json):
         "sizes": [list(s) for s in shapes[:20]], "pixels": dims,
         "bytes": len(data), "payload_bits": header.payload_bits, "batches": len(header.batch_sizes),
         "names": header.names is not None, "formats": sorted(set(header.formats)) if header.formats else None,
+        "unordered": header.unordered,
         **({"context_table": header.context_table} if header.method in ("context", "adaptive") else {}),
         "bits_per_dim": 8 * len(data) / dims if dims else None,
     }
