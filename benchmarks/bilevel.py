@@ -137,7 +137,7 @@ def render(report: dict) -> str:
         e = sum(r["others"][n]["encode_s"] for r in report["categories"].values())
         d = sum(r["others"][n]["decode_s"] for r in report["categories"].values())
         speed.append(f"{n} {enc / e:.1f}× / {dec / d:.1f}×")
-    lines += [f"* Speed, the others' relative to ours in the same run (encode / decode, above 1: faster than ours): "
+    lines += ["* Speed, the others' relative to ours in the same run (encode / decode, above 1: faster than ours): "
               + "; ".join(speed) + ".",
               f"* One {report['page']['size'][1]}×{report['page']['size'][0]} text page: encode "
               f"{report['page']['encode_s']:.2f} s, decode {report['page']['decode_s']:.2f} s on one core "

@@ -150,7 +150,7 @@ def main(count, quick, data_dir, out_dir):
         f"per-image classical file here: {best_name} at {classical[best_name]:.4f} bits/dim. `compress` "
         f"keeps the smallest of bits-back, the static context model and deflate: the single image becomes "
         f"a {single_method} archive of {single_auto:.4f} bits/dim (header included).",
-        f"* archives of the first n images with the static context model: "
+        "* archives of the first n images with the static context model: "
         + ", ".join(f"{context_bpd[n]:.4f} (n={n})" for n in grid[:: max(1, len(grid) // 6)])
         + f" bits/dim; bits-back is smaller from n = {crossover} on (of the grid " + ", ".join(map(str, grid)) + ").",
         f"* append latency per image: p50 {report['append_latency_ms']['p50']:.2f} ms, "

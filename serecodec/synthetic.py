@@ -43,7 +43,7 @@ def text_page(rng: np.random.Generator, size=(1240, 1754), font_size: int = 24) 
         if rng.random() < 0.08:       # paragraph break
             y += line
             continue
-        words, x = [], margin
+        x = margin
         text = ""
         while True:
             word = WORDS[int(rng.integers(len(WORDS)))]

@@ -9,7 +9,7 @@ from PIL import Image
 
 from serecodec.cli import main
 from serecodec.codec import Codec
-from serecodec.coding_model import CodingModel, save_coding_model
+from serecodec.coding_model import save_coding_model
 from serecodec.export import export_coding_model
 from serecodec.model import SeReVAE
 from tests.conftest import tiny_config

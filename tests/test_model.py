@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from serecodec.evaluate import elbo_per_image, iw_log_likelihood
 from serecodec.model import ModelConfig, SeReVAE

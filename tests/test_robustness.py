@@ -1,7 +1,6 @@
 """Nothing lost, nothing escapes: hostile archives and files give one line, bounded time and
 memory; decoding writes nothing outside OUTDIR or through a symlink; inputs are never replaced."""
 import json
-import os
 import subprocess
 import sys
 import time
