@@ -32,14 +32,15 @@ from serecodec.data import load_fixture               # noqa: E402
 from serecodec.errors import SerecodecError           # noqa: E402
 
 
-def _old_version(archive_bytes: bytes, codec: Codec, version: int) -> bytes:
-    """Re-write a one-size format-3 archive in the format-1/2 layout (as earlier releases did)."""
+def old_version(archive_bytes: bytes, codec: Codec, version: int, crc_flip: int = 0) -> bytes:
+    """Re-write a one-size format-3 archive (initial words, no warm start) in the format-1/2
+    layout, as earlier releases wrote it; ``crc_flip`` corrupts the stored pixel CRC."""
     import struct
 
     from serecodec.archive import raw_deflate, run_lengths, varints
     a = codec.read(archive_bytes)
     images = codec.decompress(archive_bytes)
-    crc = zlib.crc32(np.ascontiguousarray(images).tobytes()) & 0xFFFFFFFF
+    crc = (zlib.crc32(np.ascontiguousarray(images).tobytes()) & 0xFFFFFFFF) ^ crc_flip
     deflate = a.method == "deflate"
     flags = (1 if a.names is not None else 0) | (2 if deflate else 0)
     if version == 1:
@@ -91,7 +92,7 @@ def corpus(codec: Codec) -> dict:
     for version in (1, 2):
         for kind in ("bits-back-many-names", "deflate-1"):
             images, names, formats, method = cases[kind]
-            data = _old_version(cold.compress(images, names=names, method=method), cold, version)
+            data = old_version(cold.compress(images, names=names, method=method), cold, version)
             out[f"v{version}-{kind}"] = (data, out[kind][1], out[kind][2], None)
     return out
 

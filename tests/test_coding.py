@@ -1,4 +1,3 @@
-import json
 """The coder on real digits with the shipped coding model: exact round trips, integrity, determinism."""
 import numpy as np
 import pytest
@@ -213,50 +212,21 @@ def test_varints_and_runs_round_trip():
     assert run_lengths([256, 256, 256, 17, 1, 1]) == [[256, 3], [17, 1], [1, 2]]
 
 
-def _old_bytes(version: int, archive: Archive, full_hash: str, pixel_crc: int) -> bytes:
-    """The version-1 or version-2 layout (one image size, JSON names, pixel CRC), as earlier releases wrote it."""
-    import struct
-    import zlib
-    from serecodec.archive import raw_deflate, run_lengths, varints
-    deflate = archive.method == "deflate"
-    if version == 1:
-        flags = (1 if archive.names is not None else 0) | (2 if deflate else 0)
-        sizes = zlib.compress(np.asarray(archive.batch_sizes, dtype="<u2").tobytes(), 9)
-        parts = [struct.pack("<4sBB32sIHHII", b"SeRe", 1, flags, bytes.fromhex(full_hash), archive.count,
-                             archive.height, archive.width, pixel_crc, len(archive.batch_sizes)),
-                 struct.pack("<I", len(sizes)), sizes]
-        if archive.names is not None:
-            names = zlib.compress(json.dumps(archive.names).encode(), 9)
-            parts += [struct.pack("<I", len(names)), names]
-        length = len(archive.payload) // (1 if deflate else 4)
-        return b"".join(parts + [struct.pack("<I", length), archive.payload])
-    flags = (1 if archive.names is not None else 0) | (2 if deflate else 0)
-    parts = [b"SeRe", bytes([2, flags])]
-    if not deflate:
-        parts.append(bytes.fromhex(full_hash)[:16])
-    parts += [varints(archive.count, archive.height, archive.width), struct.pack("<I", pixel_crc)]
-    if not deflate:
-        runs = run_lengths(archive.batch_sizes)
-        parts.append(varints(len(runs), *(v for run in runs for v in run)))
-    if archive.names is not None:
-        blob = raw_deflate(json.dumps(archive.names).encode())
-        parts += [varints(len(blob)), blob]
-    parts += [varints(len(archive.payload) // (1 if deflate else 4)), archive.payload]
-    return b"".join(parts)
-
-
 @pytest.mark.parametrize("version", [1, 2])
 def test_versions_1_and_2_still_decode(squares, version):
-    import zlib
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from fuzz import old_version           # the one writer of the old layouts
     codec = Codec(warm_start=False)          # formats 1-2 knew only initial words
-    crc = zlib.crc32(np.ascontiguousarray(squares[:12]).tobytes()) & 0xFFFFFFFF
     for method in ("bits-back", "deflate"):
-        current = codec.read(codec.compress(squares[:12], names=[f"{i}.png" for i in range(12)], method=method))
-        old = _old_bytes(version, current, codec.model.hash, crc)
+        data = codec.compress(squares[:12], names=[f"{i}.png" for i in range(12)], method=method)
+        current = codec.read(data)
+        old = old_version(data, codec, version)
         assert codec.read(old).version == version and codec.read(old).names == current.names
         assert np.array_equal(codec.decompress(old), squares[:12])
         with pytest.raises(ArchiveError, match="corrupted"):
-            codec.decompress(_old_bytes(version, current, codec.model.hash, crc ^ 1))
+            codec.decompress(old_version(data, codec, version, crc_flip=1))
 
 
 def test_small_archives_have_short_headers(codec, squares):
