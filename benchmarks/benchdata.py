@@ -16,3 +16,13 @@ def test_images(quick: bool, limit=None, data_dir=None) -> tuple[np.ndarray, str
         return images, f"First {len(images)} images of the fixed binarized MNIST test set (committed fixture)"
     images = fixed_test_set(load_mnist(data_dir))[:limit]
     return images, "Fixed binarized MNIST test set"
+
+
+def write_results(out_dir, name: str, report: dict, markdown: str) -> None:
+    """results/NAME.json and NAME.md, the pair every benchmark leaves behind."""
+    import json
+    from pathlib import Path
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown)

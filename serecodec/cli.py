@@ -120,14 +120,17 @@ def _write_stdout(data: bytes) -> None:
 @click.option("--unordered", is_flag=True, help="The order does not matter (a data set): save ~log2(N!) bits; "
                                                 "decompress restores the images in canonical order. Needs --no-names "
                                                 "for named files.")
+@click.option("--particles", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Bits-back with K importance particles: codes at the IW-K bound, below the ELBO, at K times "
+                   "the work each way.")
 @click.option("--no-verify", is_flag=True, help="Skip decoding the archive again before writing it.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing archive.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the inputs (always the case; accepted for gzip habits).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Say which method was chosen and its size per image.")
 @friendly_errors
-def compress(inputs, output, to_stdout, model, threshold, method, no_names, unordered, no_verify, force, keep, quiet,
-             verbose):
+def compress(inputs, output, to_stdout, model, threshold, method, no_names, unordered, particles, no_verify, force, keep,
+             quiet, verbose):
     """Compress image files (any size), directories of them, .npy arrays (N, H, W) of 0/1, or '-'
     (stdin) into one archive."""
     from .codec import Codec, as_images
@@ -155,7 +158,7 @@ def compress(inputs, output, to_stdout, model, threshold, method, no_names, unor
     if unordered and names is not None and not no_names:
         raise InputError("--unordered restores images in canonical order, so it cannot keep file names; "
                          "add --no-names")
-    codec = Codec(model)
+    codec = Codec(model, particles=particles)
     with _progress(len(images), "compress", quiet) as bar:
         data = codec.compress(images, None if no_names else names, progress=bar.update, method=method,
                               formats=None if set(formats) == {"npy"} else formats, ordered=not unordered)
@@ -371,12 +374,13 @@ def info(archive, model, as_json):
         "bytes": len(data), "payload_bits": header.payload_bits, "batches": len(header.batch_sizes),
         "names": header.names is not None, "formats": sorted(set(header.formats)) if header.formats else None,
         "unordered": header.unordered,
+        **({"particles": header.particles} if header.method == "bits-back" else {}),
         **({"context_table": header.context_table} if header.method in ("context", "adaptive") else {}),
         "bits_per_dim": 8 * len(data) / dims if dims else None,
     }
     if matches:   # the initial bits are a property of the coding model (none with a warm start)
         from .bitsback import initial_word_count
-        initial = 0 if header.warm_images else 32 * initial_word_count(known)
+        initial = 0 if header.warm_images else 32 * initial_word_count(known, header.particles)
         report.update(initial_bits=initial, warm_start_images=header.warm_images,
                       net_bits_per_dim=(header.payload_bits - initial) / dims)
     if as_json:
@@ -394,8 +398,10 @@ def info(archive, model, as_json):
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="MNIST cache directory or directory of IDX files (default: $SERECODEC_DATA_DIR or ~/.cache/serecodec).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
-@click.option("--iw-samples", "-k", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Importance samples for the log-likelihood estimate (0: skip).")
+@click.option("--iw-samples", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Importance samples for the float model's log-likelihood estimate (0: skip).")
+@click.option("-k", "--particles", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Code with K importance particles (BB-IS) and report the coding model's IW-K bound beside it.")
 @click.option("--iw-limit", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Images used for the IW estimate (it costs k forward passes per image).")
 @click.option("--code/--no-code", default=True, show_default=True,
@@ -404,7 +410,7 @@ def info(archive, model, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def bpd(model_path, data_path, data_dir, limit, iw_samples, iw_limit, code, threads, as_json, quiet):
+def bpd(model_path, data_path, data_dir, limit, iw_samples, particles, iw_limit, code, threads, as_json, quiet):
     """Model -ELBO, IW log-likelihood and real coded rate, in nats/image and bits/dim."""
     import torch
 
@@ -431,7 +437,7 @@ def bpd(model_path, data_path, data_dir, limit, iw_samples, iw_limit, code, thre
     result = {"model": str(resolve_model(model_path)), "data": source, "model_meta": getattr(model, "meta", {}),
               **result}
     if code:
-        result["coding"] = _coded_rates(model_path, model, images, quiet)
+        result["coding"] = _coded_rates(model_path, model, images, quiet, particles)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
@@ -446,16 +452,21 @@ def bpd(model_path, data_path, data_dir, limit, iw_samples, iw_limit, code, thre
     if code:
         c = result["coding"]
         row("-ELBO (coding model)", c["neg_elbo_nats"], c["neg_elbo_bpd"])
-        row("coded rate, net", c["net_nats"], c["net_bpd"])
+        if particles > 1:
+            row(f"IW-{particles} (coding model)", c["iw_nats"], c["iw_bpd"])
+        row(f"coded rate, net, K={particles}", c["net_nats"], c["net_bpd"])
         row("coded rate, total", c["total_nats"], c["total_bpd"])
-        click.echo(f"{'net / coding -ELBO':<22s}{c['net_over_coding_elbo']:.4f}   decoded bit-exactly: "
+        click.echo(f"{'net / coding bound':<22s}{c['net_over_bound']:.4f}   decoded bit-exactly: "
                    f"{c['bit_exact']}   encode {c['encode_images_per_s']:.0f} img/s, "
                    f"decode {c['decode_images_per_s']:.0f} img/s")
     click.echo(f"{'KL per layer (nats)':<22s}" + " ".join(f"{v:.2f}" for v in result["kl_per_layer_nats"]))
 
 
-def _coded_rates(model_path, model, images: np.ndarray, quiet: bool) -> dict:
-    """Run the real bits-back coder over ``images`` and report its rates (and a decode check)."""
+def _coded_rates(model_path, model, images: np.ndarray, quiet: bool, particles: int = 1) -> dict:
+    """Run the real bits-back coder over ``images`` and report its rates (and a decode check).
+
+    Coded from initial words (no warm start), so the net rate (payload less those words) is the
+    coder's rate at the bound it targets: the coding model's -ELBO, or IW-K with K particles."""
     import math
     import time
 
@@ -469,13 +480,14 @@ def _coded_rates(model_path, model, images: np.ndarray, quiet: bool) -> dict:
         shipped = resolve_coding_model(model_path)
     except SerecodecError:
         shipped = Path("/nonexistent")
+    settings = dict(warm_start=False, particles=particles)
     if shipped.is_file():
-        codec, origin = Codec(shipped), str(shipped)
+        codec, origin = Codec(shipped, **settings), str(shipped)
     else:
-        codec, origin = Codec(CodingModel(export_coding_model(model))), "exported on the fly (8 bucket bits)"
+        codec, origin = Codec(CodingModel(export_coding_model(model)), **settings), "exported on the fly (8 bucket bits)"
     n = len(images)
     squares = images.reshape(n, 28, 28)
-    expected = codec.model.expected_rate(images)
+    expected = codec.model.expected_rate(images, particles=particles)
     tic = time.perf_counter()
     with _progress(n, "encode", quiet) as bar:
         data = codec.compress(squares, progress=bar.update, method="bits-back")
@@ -485,15 +497,16 @@ def _coded_rates(model_path, model, images: np.ndarray, quiet: bool) -> dict:
         decoded = codec.decompress(data, progress=bar.update)
     decode_s = time.perf_counter() - tic
     archive = codec.read(data)
-    net_bits = archive.payload_bits - 32 * initial_word_count(codec.model)
+    net_bits = archive.payload_bits - 32 * initial_word_count(codec.model, particles)
     net_nats, total_nats = net_bits * math.log(2) / n, 8 * len(data) * math.log(2) / n
     return {
         "coding_model": origin, "coding_model_hash": codec.model.hash,
-        "bucket_bits": codec.model.bucket_bits,
+        "bucket_bits": codec.model.bucket_bits, "particles": particles,
         "neg_elbo_nats": expected["neg_elbo_nats"], "neg_elbo_bpd": nats_to_bpd(expected["neg_elbo_nats"]),
+        "iw_nats": expected["iw_nats"], "iw_bpd": nats_to_bpd(expected["iw_nats"]),
         "net_nats": net_nats, "net_bpd": nats_to_bpd(net_nats),
         "total_nats": total_nats, "total_bpd": nats_to_bpd(total_nats), "archive_bytes": len(data),
-        "net_over_coding_elbo": net_nats / expected["neg_elbo_nats"],
+        "net_over_bound": net_nats / expected["iw_nats"],
         "bit_exact": bool(np.array_equal(decoded, squares)),
         "encode_images_per_s": n / encode_s, "decode_images_per_s": n / decode_s,
     }
@@ -542,6 +555,9 @@ def export(checkpoint, output, bucket_bits, force):
               help="Adam's step size (the paper's 1e-3).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Tiles per step (fewer than a quarter of the training tiles: a quarter of them).")
+@click.option("--init", "init_spec", default="auto", show_default=True, metavar="auto|none|NAME|PATH",
+              help="Start from a trained model's weights (fine-tuning; no KL warm-up). auto: the shipped "
+              "digit model when the preset and tile match it (paper, 28x28); none: from scratch.")
 @click.option("--run-dir", default=None, help="Checkpoint and log (resumes if present). Default: NAME.run/")
 @click.option("--install", "install_name", default=None, metavar="NAME",
               help="Also install the model as NAME in the user model directory (see `serecodec models`).")
@@ -549,8 +565,7 @@ def export(checkpoint, output, bucket_bits, force):
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @friendly_errors
 def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, device, seed, learning_rate, batch_size,
-          run_dir,
-          install_name, force, quiet):
+          init_spec, run_dir, install_name, force, quiet):
     """Train a SeRe-VAE on your own bilevel images and export its coding model.
 
     DATA: .npy arrays (N, H, W) of 0/1 or grey levels (read as Bernoulli probabilities and
@@ -578,14 +593,16 @@ def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, 
         valid_tiles = to_tile_probabilities(read_training_images([valid_spec]), (height, width))
     valid_bits = binarize_fixed(valid_tiles, seed=1)
     model_cfg = ModelConfig(image_pixels=height * width, tile_height=height, tile_width=width, **PRESETS[preset])
+    init = _initial_weights(init_spec, model_cfg)
     cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, learning_rate=learning_rate, time_cooldown=0.4 if max_minutes else 0.0,
-                      warmup_levels=10, warmup_unit=_warmup_unit(epochs, max_minutes, len(train_tiles)),
+                      init_weights=str(init or ""), warmup_levels=0 if init else 10, warmup_unit=_warmup_unit(epochs, max_minutes, len(train_tiles)),
                       threads=threads or 0, device=device, seed=seed, valid_limit=min(len(valid_bits), 5000),
                       batch_size=min(batch_size, max(8, len(train_tiles) // 4)))
     run_path = Path(run_dir) if run_dir else out.with_name(out.name[:-3] + ".run")
     if not quiet:
         click.echo(f"training on {len(train_tiles)} tiles of {height}x{width} ({preset} preset), "
-                   f"validating on {len(valid_bits)}; run directory {run_path}", err=True)
+                   f"validating on {len(valid_bits)}; run directory {run_path}"
+                   + (f"; starting from {init.name}" if init else ""), err=True)
     bar = _training_bar(epochs, max_minutes, quiet)
     with bar:
         run_training(model_cfg, cfg, train_tiles, valid_bits, run_path, log=lambda msg: None,
@@ -600,6 +617,23 @@ def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, 
     if not quiet:
         click.echo(f"wrote {out} and {coding}", err=True)
         click.echo("validation bits/dim: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()), err=True)
+
+
+def _initial_weights(spec: str, model_cfg) -> "Path | None":
+    """The weight file a run starts from (``auto``: the shipped default when it has this architecture)."""
+    from .checkpoint import load_model
+    from .registry import resolve_weights
+    if spec == "none":
+        return None
+    path = resolve_weights(None if spec == "auto" else spec)
+    import dataclasses
+    other = load_model(path).config
+    if (dataclasses.replace(other, tile_height=0, tile_width=0) != dataclasses.replace(model_cfg, tile_height=0, tile_width=0)
+            or other.tile_shape != model_cfg.tile_shape):
+        if spec == "auto":
+            return None
+        raise InputError(f"--init {spec}: its architecture or tile size differs from the model being trained")
+    return path
 
 
 def _warmup_unit(epochs: int, max_minutes: float, tiles: int) -> float:

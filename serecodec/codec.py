@@ -98,12 +98,18 @@ class Codec:
     so archives that do not need it never load it). ``max_pixels`` caps what one archive may
     decode to (a hostile header cannot make it allocate more). ``warm_start``: start the bits-back
     stack with the first images coded by the adaptive model instead of ~1000 random initial bits.
+    ``particles``: K > 1 codes each tile at the importance-weighted (IW-K) bound instead of the
+    ELBO, at K times the network work each way (the archive records K).
     """
 
     def __init__(self, model=None, engine: str = "numpy", max_batch: int = 256, threads: int = 1,
-                 max_pixels: int = MAX_TOTAL_PIXELS, warm_start: bool = True) -> None:
+                 max_pixels: int = MAX_TOTAL_PIXELS, warm_start: bool = True, particles: int = 1) -> None:
+        from .bitsback import MAX_PARTICLES
         if not 1 <= max_batch <= 65535:
             raise InputError(f"max_batch must be in 1..65535, not {max_batch}")
+        if not 1 <= particles <= MAX_PARTICLES:
+            raise InputError(f"particles must be in 1..{MAX_PARTICLES}, not {particles}")
+        self.particles = particles
         self._model_spec, self.engine = model, engine
         self._model = None
         self.max_batch, self.threads, self.max_pixels = max_batch, threads, max_pixels
@@ -154,7 +160,8 @@ class Codec:
     def encoder(self, warm: bool = True):
         """A bits-back encoder; ``warm``: start from an empty stack with the adaptive model."""
         from .bitsback import BitsBackEncoder
-        return BitsBackEncoder(self.model, self.max_batch, self.warm if warm and self.warm_start else None)
+        return BitsBackEncoder(self.model, self.max_batch, self.warm if warm and self.warm_start else None,
+                               self.particles)
 
     @property
     def warm(self):
@@ -247,7 +254,7 @@ class Codec:
             encoder = self._encode_bits_back(images, progress)
             candidates.append(sealed("bits-back", encoder.compressed().astype("<u4").tobytes(),
                                      model_hash=self.model.hash, batch_sizes=list(encoder.batch_sizes),
-                                     warm_images=encoder.warm_images))
+                                     warm_images=encoder.warm_images, particles=self.particles))
         elif progress:
             progress(len(shapes))
         return min(candidates, key=len)
@@ -278,7 +285,8 @@ class Codec:
             with self._limited():
                 encoder.push_unordered(images, self.tile)
             archive = Archive("bits-back", payload=encoder.compressed().astype("<u4").tobytes(),
-                              model_hash=self.model.hash, batch_sizes=list(encoder.batch_sizes), **base)
+                              model_hash=self.model.hash, batch_sizes=list(encoder.batch_sizes),
+                              particles=self.particles, **base)
             archive.content_crc = checksum.value(archive.meta_bytes())
             candidates.append(archive.to_bytes())
         if progress:
@@ -290,7 +298,7 @@ class Codec:
         from .bitsback import initial_word_count, tile_count, to_tiles
         shapes = shapes_of(images)
         tiles = tile_count(shapes, self.tile)
-        initial_bits = 32 * initial_word_count(self.model)
+        initial_bits = 32 * initial_word_count(self.model, self.particles)
         if initial_bits / 8 > best_bytes:
             return False
         picks = np.unique(np.linspace(0, len(shapes) - 1, num=min(len(shapes), 64)).astype(int))
@@ -333,8 +341,9 @@ class Codec:
                 raise ArchiveError("corrupted archive: the bits-back batches do not match the image sizes")
             if any(h * w > WARM_MAX_PIXELS for h, w in warm) or sum(h * w for h, w in warm) > WARM_MAX_TOTAL:
                 raise ArchiveError("corrupted archive: the warm start is larger than any encoder writes")
-            if archive.particles != 1:
-                raise ArchiveError("archive uses importance-weighted bits-back, which this version cannot decode")
+            from .bitsback import MAX_PARTICLES
+            if archive.particles > MAX_PARTICLES:
+                raise ArchiveError(f"corrupted archive: {archive.particles} importance particles (at most {MAX_PARTICLES})")
         if archive.method == "context":
             from .context_model import CURRENT_TABLE
             if archive.context_table != CURRENT_TABLE:
@@ -391,7 +400,7 @@ class Codec:
             try:
                 with self._limited():
                     return decode_unordered(self.model, words, archive.batch_sizes, archive.uniform_shape, tile,
-                                            progress)
+                                            progress, archive.particles)
             except (ValueError, RuntimeError) as exc:
                 raise ArchiveError(f"corrupted archive: {exc}") from None
         per_image = None
@@ -404,10 +413,10 @@ class Codec:
                 if warm:
                     flat, warm_images = decode_images(self.model, words, archive.batch_sizes, report,
                                                       masks=tile_masks(shapes[warm:], tile), warm=self.warm,
-                                                      warm_shapes=shapes[:warm])
+                                                      warm_shapes=shapes[:warm], particles=archive.particles)
                     return warm_images + from_tiles(flat, shapes[warm:], tile)
                 flat = decode_images(self.model, words, archive.batch_sizes, report,
-                                     masks=tile_masks(shapes, tile))
+                                     masks=tile_masks(shapes, tile), particles=archive.particles)
         except (ValueError, RuntimeError) as exc:   # the coder refuses impossible states
             if isinstance(exc, ArchiveError):
                 raise ArchiveError(f"corrupted archive: {exc}") from None

@@ -190,14 +190,15 @@ class CodingModel:
         return self.tables["sigmoid"](logits)
 
     # -- expected code length without running the coder ----------------------------------------
-    def expected_rate(self, images: np.ndarray, seed: int = 0) -> dict:
+    def expected_rate(self, images: np.ndarray, seed: int = 0, particles: int = 1) -> dict:
         """One-sample estimate of the bits-back code length (nats/image) with the discrete posterior.
 
-        Rate = −log p(x | ẑ) + Σ_l [log K + log q(bucket_l)] with buckets drawn from q: what the
-        coder pays on average, up to the ANS overhead. This is the coding model's −ELBO.
+        Rate = −log p(x | ẑ) + Σ_l [log B + log q(bucket_l)] with buckets drawn from q: what the
+        coder pays on average, up to the ANS overhead. This is the coding model's −ELBO; with K
+        particles, −log of the mean importance weight (the IW-K bound, what BB-IS pays).
         """
         rng = np.random.default_rng(seed)
-        x = np.asarray(images, dtype=np.int64).reshape(len(images), -1)
+        x = np.repeat(np.asarray(images, dtype=np.int64).reshape(len(images), -1), particles, axis=0)
         evidence = self.evidence(x)
         zs, z_prev, kl = [], None, np.zeros(len(x))
         for layer in range(self.num_layers):
@@ -213,8 +214,11 @@ class CodingModel:
             zs.append(z_prev)
         p1 = self.pixel_probabilities(zs) / float(1 << PIXEL_BITS)
         recon = -np.where(x == 1, np.log(p1), np.log1p(-p1)).sum(-1)
-        return {"neg_elbo_nats": float((recon + kl).mean()), "recon_nats": float(recon.mean()),
-                "kl_nats": float(kl.mean())}
+        rate = (recon + kl).reshape(-1, particles)
+        low = rate.min(-1)
+        iw = low - np.log(np.exp(low[:, None] - rate).mean(-1))     # −log mean exp(−rate)
+        return {"neg_elbo_nats": float(rate.mean()), "recon_nats": float(recon.mean()),
+                "kl_nats": float(kl.mean()), "iw_nats": float(iw.mean()), "particles": particles}
 
 
 # ---------------------------------------------------------------------------------------------

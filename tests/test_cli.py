@@ -30,7 +30,7 @@ def run_cli(*args):
 
 
 def test_bpd_json_on_npy(tiny_weights, digits_npy):
-    result = run_cli("bpd", "--model", tiny_weights, "--data", digits_npy, "-k", 8, "--json", "-q")
+    result = run_cli("bpd", "--model", tiny_weights, "--data", digits_npy, "--iw-samples", 8, "--json", "-q")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["images"] == 20 and report["iw_images"] == 20 and report["iw_samples"] == 8
@@ -44,7 +44,7 @@ def test_shipped_model_beats_independent_pixels(digits, tmp_path):
     assert DEFAULT_MODEL_PATH.exists()
     path = tmp_path / "d.npy"
     np.save(path, digits[:100])
-    report = json.loads(run_cli("bpd", "--data", path, "-k", 0, "--json", "-q").output)
+    report = json.loads(run_cli("bpd", "--data", path, "--iw-samples", 0, "--json", "-q").output)
     p = digits.mean(0).clip(1e-6, 1 - 1e-6)
     independent = -(digits[:100] * np.log(p) + (1 - digits[:100]) * np.log(1 - p)).sum(1).mean()
     assert report["neg_elbo_nats"] < 0.6 * independent, (report["neg_elbo_nats"], independent)
