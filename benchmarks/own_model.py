@@ -44,11 +44,13 @@ def jbig_stream_bytes(images: np.ndarray):
 @click.option("--test-images", type=int, default=2000, show_default=True)
 @click.option("--max-minutes", type=float, default=8.0, show_default=True)
 @click.option("--preset", default="paper", show_default=True)
+@click.option("--particles", type=int, default=16, show_default=True,
+              help="Also code the held-out glyphs with this many importance particles (1: skip).")
 @click.option("--extra", default="", help="More `serecodec train` options, e.g. '--lr 2e-3 --threads 2'.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "results")
-def main(quick, train_images, test_images, max_minutes, preset, extra, out_dir):
+def main(quick, train_images, test_images, max_minutes, preset, particles, extra, out_dir):
     if quick:
-        train_images, test_images, max_minutes, preset = 2000, 300, 0.5, "tiny"
+        train_images, test_images, max_minutes, preset, particles = 2000, 300, 0.5, "tiny", 2
     train = glyphs(np.random.default_rng(1), train_images)
     test = glyphs(np.random.default_rng(2), test_images)
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,6 +67,11 @@ def main(quick, train_images, test_images, max_minutes, preset, extra, out_dir):
             data = codec.compress(test, method=method)
             assert np.array_equal(codec.decompress(data), test)
             rows[f"serecodec {method} (glyph model)"] = len(data)
+        if particles > 1:
+            many = Codec(str(Path(tmp) / "glyphs.coding.npz"), particles=particles)
+            data = many.compress(test, method="bits-back")
+            assert np.array_equal(many.decompress(data), test)
+            rows[f"serecodec bits-back, {particles} particles (glyph model)"] = len(data)
     digit_data = Codec().compress(test, method="bits-back")
     rows["serecodec bits-back (shipped digit model)"] = len(digit_data)
     jbig, why = jbig_stream_bytes(test)
