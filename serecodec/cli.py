@@ -541,8 +541,9 @@ def export(checkpoint, output, bucket_bits, force):
 @click.argument("data", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, help="Model file NAME.pt; NAME.coding.npz and NAME.json go beside it.")
 @click.option("--tile", default="28x28", show_default=True, help="Model input HxW; larger images are cut into tiles.")
-@click.option("--preset", type=click.Choice(["paper", "small", "tiny"]), default="paper", show_default=True,
-              help="paper: the MLP of the paper; small/tiny: narrower nets, faster and weaker (see README).")
+@click.option("--preset", type=click.Choice(["paper", "small", "tiny", "resnet"]), default="paper", show_default=True,
+              help="paper: the MLP of the paper; small/tiny: narrower nets, faster and weaker; resnet: the "
+                   "paper's ResNet SeRe-VAE (tile sides divisible by 4; ~10x slower per step). See README.")
 @click.option("--epochs", type=click.IntRange(min=1), default=4000, show_default=True)
 @click.option("--max-minutes", type=click.FloatRange(min=0), default=0, help="Stop after this much training time "
               "(the learning rate cools over the last 40%); 0: no limit.")
@@ -594,10 +595,14 @@ def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, 
     valid_bits = binarize_fixed(valid_tiles, seed=1)
     model_cfg = ModelConfig(image_pixels=height * width, tile_height=height, tile_width=width, **PRESETS[preset])
     init = _initial_weights(init_spec, model_cfg)
-    cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, learning_rate=learning_rate, time_cooldown=0.4 if max_minutes else 0.0,
-                      init_weights=str(init or ""), warmup_levels=0 if init else 10, warmup_unit=_warmup_unit(epochs, max_minutes, len(train_tiles)),
-                      threads=threads or 0, device=device, seed=seed, valid_limit=min(len(valid_bits), 5000),
-                      batch_size=min(batch_size, max(8, len(train_tiles) // 4)))
+    budget = _budget_epochs(epochs, max_minutes, len(train_tiles), 200 if preset == "resnet" else 2000)
+    warmup = {"warmup_levels": 0} if init else (
+        {"warmup_levels": 0, "warmup_linear_epochs": 0.256 * budget} if preset == "resnet"   # appendix 8: 256 of 1000
+        else {"warmup_levels": 10, "warmup_unit": min(1.0, budget / 4 / 1023)})             # a quarter of the budget
+    cfg = TrainConfig(epochs=epochs, max_minutes=max_minutes, learning_rate=learning_rate,
+                      time_cooldown=0.4 if max_minutes else 0.0, init_weights=str(init or ""), **warmup,
+                      l2=0.0 if preset == "resnet" else 1e-5, threads=threads or 0, device=device, seed=seed,
+                      valid_limit=min(len(valid_bits), 5000), batch_size=min(batch_size, max(8, len(train_tiles) // 4)))
     run_path = Path(run_dir) if run_dir else out.with_name(out.name[:-3] + ".run")
     if not quiet:
         click.echo(f"training on {len(train_tiles)} tiles of {height}x{width} ({preset} preset), "
@@ -636,12 +641,11 @@ def _initial_weights(spec: str, model_cfg) -> "Path | None":
     return path
 
 
-def _warmup_unit(epochs: int, max_minutes: float, tiles: int) -> float:
-    """Scale the paper's 1023-epoch warm-up to a quarter of the budget (epochs, or those that fit the time)."""
-    budget = epochs
-    if max_minutes:
-        budget = min(epochs, max(8, int(max_minutes * 60 * 2000 / max(tiles, 1))))   # ~2000 tiles/s on a CPU core
-    return min(1.0, budget / 4 / 1023)
+def _budget_epochs(epochs: int, max_minutes: float, tiles: int, tiles_per_s: float) -> float:
+    """The epochs a run will get: ``epochs``, or those that fit the time at a CPU core's pace."""
+    if not max_minutes:
+        return epochs
+    return min(epochs, max(8, int(max_minutes * 60 * tiles_per_s / max(tiles, 1))))
 
 
 def _training_bar(epochs: int, max_minutes: float, quiet: bool):

@@ -100,6 +100,16 @@ class CodingModel:
         self.quantile = arrays["quantile"]          # Φ⁻¹(i/K), i = 1..K−1, at 2**ACT_BITS
         self.representative = arrays["representative"]   # Φ⁻¹((i+½)/K), i = 0..K−1
         self.nets = {name: self._load_mlp(name) for name in self.meta["nets"]}
+        if m.get("variant") == "resnet":
+            from .int_resnet import IntResidualPosterior, decoder_from_arrays, evidence_from_arrays
+            self.evidence_net = evidence_from_arrays(arrays, self.tile_shape, self.num_layers)
+            self.decoder_net = decoder_from_arrays(arrays, self.tile_shape)
+            self.residual_posteriors = {
+                layer: IntResidualPosterior(*(self.nets[f"posterior{layer}_{part}"]
+                                              for part in ("first", "hidden", "residual")))
+                for layer in range(self.num_layers) if f"posterior{layer}_first" in self.nets}
+        else:
+            self.evidence_net, self.decoder_net, self.residual_posteriors = self.nets["evidence"], self.nets["decoder"], {}
         self.constants = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("const/")}
 
     @property
@@ -140,7 +150,7 @@ class CodingModel:
     # -- pieces of the hierarchy, all integer in and integer out --------------------------------
     def evidence(self, x: np.ndarray) -> np.ndarray:
         """(L, B, F) evidence features of binary images x (B, pixels)."""
-        return self.nets["evidence"](np.asarray(x, dtype=np.int64), self.engine)
+        return self.evidence_net(np.asarray(x, dtype=np.int64), self.engine)
 
     def prior(self, layer: int, z_prev: Optional[np.ndarray], batch: int):
         """(loc at 2**ACT_BITS, σ at 2**SIGMA_BITS), each (B, n)."""
@@ -154,6 +164,10 @@ class CodingModel:
     def posterior(self, layer: int, evidence: np.ndarray, z_prev: Optional[np.ndarray]):
         """(loc at 2**ACT_BITS, 1/σ at 2**SIGMA_BITS), each (B, n)."""
         name = f"latent{layer}"
+        if layer in self.residual_posteriors:
+            latent = self.nets[name](z_prev, self.engine)[0]
+            loc, raw = self.residual_posteriors[layer](evidence, latent, self.engine)
+            return loc, self.tables["inv_sigma"](raw)
         features = evidence if name not in self.nets else np.concatenate(
             [evidence, self.nets[name](z_prev, self.engine)[0]], axis=-1)
         loc, raw = self.nets[f"posterior{layer}"](features, self.engine)
@@ -186,7 +200,7 @@ class CodingModel:
 
     def pixel_probabilities(self, zs: list) -> np.ndarray:
         """P(pixel = 1) as int / 2**PIXEL_BITS, in [1, 2**PIXEL_BITS − 1], shape (B, pixels)."""
-        logits = self.nets["decoder"](np.concatenate(zs, axis=-1), self.engine)[0]
+        logits = self.decoder_net(np.concatenate(zs, axis=-1), self.engine)[0]
         return self.tables["sigmoid"](logits)
 
     # -- expected code length without running the coder ----------------------------------------

@@ -19,6 +19,8 @@ from .fixedpoint import ACT_BITS, ACT_LIMIT, EXACT_LIMIT, Table
 from .gaussian import variance_from_output
 from .model import FreeAffine, FreeGaussian, GroupedMLP, SeReVAE
 
+ACT_RANGE = float(1 << (ACT_BITS + 10))     # |activation| bound every exported layer is checked against
+
 MAX_WEIGHT_BITS = 24
 WEIGHT_PEAK_BITS = 14  # the largest weight of a layer maps to < 2**15 (int16 storage)
 
@@ -94,12 +96,19 @@ def export_coding_model(model: SeReVAE, bucket_bits: int = 8, source: str = "") 
     def to_fixed(t: torch.Tensor, bits: int = ACT_BITS) -> np.ndarray:
         return np.round(t.detach().double().numpy() * (1 << bits)).astype(np.int64)
 
-    add("evidence", model.evidence, in_bits=0)
+    if isinstance(model.evidence, GroupedMLP):
+        add("evidence", model.evidence, in_bits=0)
     for layer in range(cfg.num_layers):
         norm = model.norms[layer]
         if isinstance(model.latent_encoders[layer], GroupedMLP):
             add(f"latent{layer}", model.latent_encoders[layer], ACT_BITS, norm=norm)
-        add(f"posterior{layer}", model.posteriors[layer], ACT_BITS)
+        posterior = model.posteriors[layer]
+        if isinstance(posterior, GroupedMLP):
+            add(f"posterior{layer}", posterior, ACT_BITS)
+        else:                       # the ResNet model's residual variational layer
+            add(f"posterior{layer}_first", posterior.first, ACT_BITS)
+            add(f"posterior{layer}_hidden", posterior.hidden_map, ACT_BITS)
+            add(f"posterior{layer}_residual", posterior.residual, ACT_BITS)
         prior = model.priors[layer]
         if isinstance(prior, GroupedMLP):
             add(f"prior{layer}", prior, ACT_BITS, norm=norm)
@@ -115,9 +124,70 @@ def export_coding_model(model: SeReVAE, bucket_bits: int = 8, source: str = "") 
             arrays["const/bijector0_factor"] = to_fixed(bij.factor)
         else:
             add(f"bijector{layer}", bij, ACT_BITS, use_tanh=True, norm=norm)
-    add("decoder", model.decoder, ACT_BITS, norm=model.decoder_norm)
+    if cfg.variant == "resnet":
+        _export_resnet(model, arrays)
+    else:
+        add("decoder", model.decoder, ACT_BITS, norm=model.decoder_norm)
     meta = {"format": CODING_FORMAT, "num_layers": cfg.num_layers, "latent_dim": cfg.latent_dim,
             "image_pixels": cfg.image_pixels, "tile_shape": list(cfg.tile_shape), "bucket_bits": bucket_bits, "variant": cfg.variant,
             "nets": nets, "source": source}
     arrays["meta_json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     return arrays
+
+
+# -- the ResNet model's convolutional parts (``int_resnet`` reads them back) ----------------------
+def _store_linear(arrays: dict, name: str, layer: IntLinear) -> None:
+    storage = np.int16 if np.abs(layer.weight).max() < 2 ** 15 else np.int32
+    arrays[f"{name}/w"] = layer.weight.astype(storage)
+    arrays[f"{name}/b"] = layer.bias
+    arrays[f"{name}/shift"] = np.int64(layer.shift)
+
+
+def _conv_matrix(conv: torch.nn.Module, groups: int) -> tuple:
+    """(weight (G, Cg·k·k, out_g), bias (G, 1, out_g)) of a convolution, or of the forward
+    convolution equivalent to a transposed one (kernel flipped, in and out swapped)."""
+    w = conv.weight.detach().double().numpy()
+    if isinstance(conv, torch.nn.ConvTranspose2d):
+        w = np.flip(w, (2, 3)).transpose(1, 0, 2, 3)
+    out = w.shape[0]
+    w = w.reshape(groups, out // groups, -1).transpose(0, 2, 1)
+    return np.ascontiguousarray(w), conv.bias.detach().double().numpy().reshape(groups, 1, out // groups)
+
+
+def _export_block(arrays: dict, name: str, block, groups: int, in_bits: int) -> None:
+    in_limit = 1.0 if in_bits == 0 else ACT_RANGE
+    for part in ("conv_a", "shortcut"):
+        _store_linear(arrays, f"{name}/{part}", _quantize_linear(*_conv_matrix(getattr(block, part), groups),
+                                                                    in_bits, in_limit))
+    _store_linear(arrays, f"{name}/conv_b", _quantize_linear(*_conv_matrix(block.conv_b, groups), ACT_BITS, ACT_RANGE))
+
+
+def _export_norm(arrays: dict, name: str, norm: torch.nn.Module) -> None:
+    a = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).detach().double().numpy()
+    c = norm.bias.detach().double().numpy() - norm.running_mean.detach().double().numpy() * a
+    bits = WEIGHT_PEAK_BITS - int(np.ceil(np.log2(float(np.abs(a).max()) or 1.0)))
+    arrays[f"{name}/scale"] = np.round(a * 2.0 ** bits).astype(np.int64)
+    arrays[f"{name}/offset"] = np.round(c * 2.0 ** (ACT_BITS + bits)).astype(np.int64)
+    arrays[f"{name}/bits"] = np.int64(bits)
+
+
+def _export_resnet(model: SeReVAE, arrays: dict) -> None:
+    layers = model.config.num_layers
+    evidence, decoder = model.evidence, model.decoder
+    _export_block(arrays, "resnet/evidence/block1", evidence.block1, layers, in_bits=0)
+    _export_norm(arrays, "resnet/evidence/norm", evidence.norm)
+    _export_block(arrays, "resnet/evidence/block2", evidence.block2, layers, in_bits=ACT_BITS)
+    _store_linear(arrays, "resnet/evidence/fc", _quantize_linear(
+        evidence.fc_weight.detach().double().numpy(), evidence.fc_bias.detach().double().numpy(), ACT_BITS, ACT_RANGE))
+    w = decoder.fc.weight.detach().double().numpy().T
+    b = decoder.fc.bias.detach().double().numpy()
+    norm = model.decoder_norm
+    if isinstance(norm, torch.nn.BatchNorm1d):          # fold x·a + c into the first layer
+        a = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).detach().double().numpy()
+        c = norm.bias.detach().double().numpy() - norm.running_mean.detach().double().numpy() * a
+        w, b = a[:, None] * w, b + c @ w
+    _store_linear(arrays, "resnet/decoder/fc", _quantize_linear(w, b, ACT_BITS, ACT_RANGE))
+    _export_block(arrays, "resnet/decoder/block1", decoder.block1, 1, ACT_BITS)
+    _export_norm(arrays, "resnet/decoder/norm", decoder.norm)
+    _export_block(arrays, "resnet/decoder/block2", decoder.block2, 1, ACT_BITS)
+    _store_linear(arrays, "resnet/decoder/out", _quantize_linear(*_conv_matrix(decoder.out, 1), ACT_BITS, ACT_RANGE))

@@ -14,7 +14,9 @@ shared by p and q, KL(q(z)||p(z)) = KL(q(ε)||p(ε)), which is computed in close
 Variants (``ModelConfig.variant``):
   * ``"sere"``: the SeRe-VAE above;
   * ``"dlgm"``: the independent VAE / DLGM of the paper's Fig. 1: posterior and prior are not
-    fed z_{l-1} (the bijectors still chain the layers top-down).
+    fed z_{l-1} (the bijectors still chain the layers top-down);
+  * ``"resnet"``: the ResNet SeRe-VAE of §5.2.2 / appendix 8 (``resnet``): convolutional
+    evidence encoders and decoder, residual variational layers; priors and bijectors as above.
 ``ModelConfig.prior = "standard"`` replaces every prior by N(0, I).
 
 The networks of one kind that read the same input (loc and scale nets, the three bijector
@@ -66,8 +68,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.tile_height and self.tile_width and self.tile_height * self.tile_width != self.image_pixels:
             raise ValueError(f"tile {self.tile_height}x{self.tile_width} does not hold {self.image_pixels} pixels")
-        if self.variant not in ("sere", "dlgm"):
-            raise ValueError(f"variant must be 'sere' or 'dlgm', not {self.variant!r}")
+        if self.variant not in ("sere", "dlgm", "resnet"):
+            raise ValueError(f"variant must be 'sere', 'dlgm' or 'resnet', not {self.variant!r}")
         if self.prior not in ("learned", "standard"):
             raise ValueError(f"prior must be 'learned' or 'standard', not {self.prior!r}")
 
@@ -87,6 +89,7 @@ PRESETS = {
     "small": {"evidence_hidden": 128, "latent_hidden": 128, "gaussian_hidden": 128, "decoder_hidden": 256},
     "tiny": {"num_layers": 4, "evidence_hidden": 64, "latent_hidden": 64, "gaussian_hidden": 64,
              "decoder_hidden": 128, "evidence_features": 16, "latent_features": 16},
+    "resnet": {"variant": "resnet", "evidence_features": 64},
 }
 
 
@@ -183,8 +186,13 @@ class SeReVAE(nn.Module):
         super().__init__()
         self.config = c = config or ModelConfig()
         L, n, depth = c.num_layers, c.latent_dim, c.hidden_layers
-        self.evidence = GroupedMLP(c.image_pixels, c.evidence_hidden, c.evidence_features, groups=L, depth=depth)
-        conditioned = c.variant == "sere"
+        resnet = c.variant == "resnet"
+        if resnet:
+            from .resnet import ResNetDecoder, ResNetEvidence, ResidualPosterior
+            self.evidence = ResNetEvidence(c.tile_shape, L, c.evidence_features)
+        else:
+            self.evidence = GroupedMLP(c.image_pixels, c.evidence_hidden, c.evidence_features, groups=L, depth=depth)
+        conditioned = c.variant in ("sere", "resnet")
         self.latent_encoders = nn.ModuleList()
         self.posteriors = nn.ModuleList()
         self.priors = nn.ModuleList()
@@ -197,7 +205,9 @@ class SeReVAE(nn.Module):
             self.latent_encoders.append(
                 GroupedMLP(n, c.latent_hidden, c.latent_features, depth=depth) if feeds_posterior else nn.Identity())
             in_q = c.evidence_features + (c.latent_features if feeds_posterior else 0)
-            self.posteriors.append(GroupedMLP(in_q, c.gaussian_hidden, n, groups=2, depth=depth))
+            self.posteriors.append(
+                ResidualPosterior(c.latent_features, c.evidence_features, n, c.gaussian_hidden, depth)
+                if resnet and feeds_posterior else GroupedMLP(in_q, c.gaussian_hidden, n, groups=2, depth=depth))
             if c.prior == "standard":
                 self.priors.append(nn.Identity())
             elif first or not conditioned:
@@ -207,7 +217,8 @@ class SeReVAE(nn.Module):
             self.bijectors.append(FreeAffine(n) if first else GroupedMLP(
                 n, c.bijector_hidden, n, groups=3, depth=depth, activation=torch.tanh, out_activation=torch.tanh))
         self.decoder_norm = nn.BatchNorm1d(L * n) if c.batch_norm else nn.Identity()
-        self.decoder = GroupedMLP(L * n, c.decoder_hidden, c.image_pixels, depth=depth)
+        self.decoder = (ResNetDecoder(c.tile_shape, L * n) if resnet
+                        else GroupedMLP(L * n, c.decoder_hidden, c.image_pixels, depth=depth))
 
     # -- pieces reused by training, evaluation and (later) coding --------------------------
     def layer_prior(self, layer: int, z_in: Optional[torch.Tensor], batch: int):
@@ -228,9 +239,12 @@ class SeReVAE(nn.Module):
         return shift, variance_from_output(raw_diag), factor
 
     def layer_posterior(self, layer: int, evidence: torch.Tensor, z_in: Optional[torch.Tensor]):
-        enc = self.latent_encoders[layer]
+        enc, posterior = self.latent_encoders[layer], self.posteriors[layer]
+        if not isinstance(posterior, GroupedMLP):       # the ResNet model's residual variational layer
+            loc, raw = posterior(evidence, enc(z_in)[0])
+            return loc, variance_from_output(raw)
         features = evidence if isinstance(enc, nn.Identity) else torch.cat([evidence, enc(z_in)[0]], dim=-1)
-        loc, raw = self.posteriors[layer](features)
+        loc, raw = posterior(features)
         return loc, variance_from_output(raw)
 
     def decode_logits(self, zs: list) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Geometric deterministic warm-up (paper §5.1).
+"""Deterministic KL warm-up: geometric (paper §5.1, the MLP model) or linear (appendix 8, the
+ResNet model: β rises linearly from 0 to 1 over the first 256 epochs).
 
 KL level n = 0..N−1 lasts 2ⁿ units of training with weight β_n; β_0 = 0 and
 β_n = 10^((n − N) / (N − 1)) for n ≥ 1, so β_1 = 0.1 and the levels are evenly spaced in
@@ -42,6 +43,13 @@ def beta_at(epoch: float, levels: int, unit: float = 1.0) -> float:
             return beta_level(n, levels)
         start += length
     return 1.0
+
+
+def warmup_beta(epoch: float, levels: int, unit: float = 1.0, linear_epochs: float = 0.0) -> float:
+    """β of either warm-up: linear over ``linear_epochs`` when that is set, else geometric."""
+    if linear_epochs > 0:
+        return min(1.0, max(0.0, epoch) / linear_epochs)
+    return beta_at(epoch, levels, unit)
 
 
 def learning_rate_at(epoch: float, base: float, total_epochs: float, decay_epochs: float,

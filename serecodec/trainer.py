@@ -19,7 +19,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import SerecodecError
 from .model import ModelConfig, SeReVAE
 from .distributed import join_world
-from .schedule import beta_at, learning_rate_at
+from .schedule import learning_rate_at, warmup_beta
 
 
 class TrainingDiverged(SerecodecError):
@@ -35,6 +35,7 @@ class TrainConfig:
     l2: float = 1e-5                 # paper: kernel/bias l2 penalty λ·Σw² (Keras convention)
     warmup_levels: int = 10          # N
     warmup_unit: float = 1.0         # epochs per 2ⁿ unit; < 1 scales the warm-up down
+    warmup_linear_epochs: float = 0.0  # > 0: linear warm-up over these epochs instead (ResNet model)
     seed: int = 0
     threads: int = 0                 # 0: leave torch's default
     valid_limit: int = 10000         # validation images evaluated each epoch
@@ -152,7 +153,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
         for i in range(steps_per_epoch):
             batch = binary[world.shard(order[i * cfg.batch_size:(i + 1) * cfg.batch_size])]
             progress = epoch + i / steps_per_epoch
-            beta = beta_at(progress, cfg.warmup_levels, cfg.warmup_unit)
+            beta = warmup_beta(progress, cfg.warmup_levels, cfg.warmup_unit, cfg.warmup_linear_epochs)
             lr = learning_rate_at(progress, cfg.learning_rate, cfg.epochs, cfg.lr_decay_epochs)
             lr *= time_factor((time.time() - started) / 60.0, cfg)
             for group in optimizer.param_groups:
@@ -186,7 +187,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
             val = validate(model, valid)
             record = {
                 "epoch": epoch, "step": step,
-                "beta": beta_at(epoch - 1e-9, cfg.warmup_levels, cfg.warmup_unit),
+                "beta": warmup_beta(epoch - 1e-9, cfg.warmup_levels, cfg.warmup_unit, cfg.warmup_linear_epochs),
                 "learning_rate": lr,
                 "train_loss": loss_sum.item() / steps_per_epoch,
                 "train_elbo": elbo_sum.item() / steps_per_epoch,
