@@ -6,6 +6,10 @@ from every such file present (so models can be evaluated in separate, parallel r
 
     python benchmarks/likelihood.py                    # default and dlgm, all 10,000 images, IW-1000
     python benchmarks/likelihood.py --quick            # 300 fixture digits, IW-100 (CI-sized)
+    python benchmarks/likelihood.py --models resnet --iw-limit 1000   # IW on the first 1,000 only
+
+Each row also runs the real coder (bits-back, one core) over the first --code-images test images:
+its net rate and its encode/decode speed.
 """
 from __future__ import annotations
 
@@ -19,16 +23,24 @@ import torch
 
 from serecodec.checkpoint import load_model, resolve_model
 from benchdata import test_images
-from serecodec.evaluate import evaluate
+from serecodec.evaluate import coded_rates, evaluate
 
 
 def markdown(rows: list[dict]) -> str:
     head = ("| model | variant | weights | epochs | CPU minutes | test images | −ELBO nats | −ELBO bits/dim "
-            "| IW-k | −log p(x) nats (IW) | bits/dim (IW) |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "| IW-k (images) | −log p(x) nats (IW) | bits/dim (IW) | coded net bits/dim | encode / decode img/s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+
+    def coding(r: dict) -> str:
+        c = r.get("coding")
+        if not c:
+            return "– | –"
+        return f"{c['net_bpd']:.4f} | {c['encode_images_per_s']:.0f} / {c['decode_images_per_s']:.0f}"
     body = "".join(
         f"| {r['name']} | {r['variant']} | {r['weights_mb']} MB fp16 | {r['epochs']} | {r['train_cpu_minutes']} | {r['images']} "
-        f"| {r['neg_elbo_nats']:.2f} | {r['neg_elbo_bpd']:.4f} | {r.get('iw_samples', '-')} "
-        f"| {r.get('neg_iw_nats', float('nan')):.2f} | {r.get('neg_iw_bpd', float('nan')):.4f} |\n" for r in rows)
+        f"| {r['neg_elbo_nats']:.2f} | {r['neg_elbo_bpd']:.4f} | {r.get('iw_samples', '-')} ({r.get('iw_images', '-')}) "
+        f"| {r.get('neg_iw_nats', float('nan')):.2f} | {r.get('neg_iw_bpd', float('nan')):.4f} | {coding(r)} |\n"
+        for r in rows)
     sere = [r for r in rows if r["variant"] == "sere"]
     dlgm = [r for r in rows if r["variant"] == "dlgm"]
     if sere and dlgm and "neg_iw_nats" in sere[0] and "neg_iw_nats" in dlgm[0]:
@@ -42,12 +54,15 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--models", default="default,dlgm", show_default=True, help="Comma-separated names or paths.")
 @click.option("--limit", type=int, default=None, help="Test images (default: all 10,000).")
 @click.option("--iw-samples", type=int, default=1000, show_default=True)
+@click.option("--iw-limit", type=int, default=None, help="IW estimate on the first N images only (default: all).")
+@click.option("--code-images", type=int, default=2000, show_default=True,
+              help="Images coded with the real coder for its rate and speed (0: skip).")
 @click.option("--quick", is_flag=True, help="The 300 fixture digits and IW-100, for a fast check.")
 @click.option("--table-only", is_flag=True, help="Only rebuild the Markdown table from the JSON files present.")
 @click.option("--data-dir", default=None)
 @click.option("--threads", type=int, default=None)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
-def main(models, limit, iw_samples, quick, table_only, data_dir, threads, out_dir):
+def main(models, limit, iw_samples, iw_limit, code_images, quick, table_only, data_dir, threads, out_dir):
     if table_only:
         models = ""
     if threads:
@@ -59,7 +74,9 @@ def main(models, limit, iw_samples, quick, table_only, data_dir, threads, out_di
     for spec in filter(None, models.split(",")):
         model = load_model(spec)
         tic = time.time()
-        result = evaluate(model, images, iw_samples=iw_samples)
+        result = evaluate(model, images, iw_samples=iw_samples, iw_limit=iw_limit)
+        if code_images:
+            result["coding"] = coded_rates(spec, model, images[:code_images])
         meta = getattr(model, "meta", {}) or {}
         rows.append({"name": spec, "path": str(resolve_model(spec)), "variant": model.config.variant,
                      "weights_mb": round(resolve_model(spec).stat().st_size / 1e6, 1),

@@ -26,17 +26,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from benchdata import test_images, write_results       # noqa: E402
 from serecodec.bitsback import initial_word_count      # noqa: E402
 from serecodec.codec import Codec                      # noqa: E402
+from serecodec.evaluate import coding_bound            # noqa: E402
 
 LN2 = math.log(2)
-
-
-def iw_bound_nats(codec: Codec, images: np.ndarray, particles: int, chunk: int = 100) -> float:
-    """Mean IW-K bound (nats/image), in chunks so K x 2,000 decoder outputs never sit in memory."""
-    total = 0.0
-    for start in range(0, len(images), chunk):
-        part = images[start:start + chunk]
-        total += codec.model.expected_rate(part, seed=start, particles=particles)["iw_nats"] * len(part)
-    return total / len(images)
 
 
 def rate_row(images: np.ndarray, particles: int) -> dict:
@@ -50,7 +42,7 @@ def rate_row(images: np.ndarray, particles: int) -> dict:
     decode_s = time.perf_counter() - tic
     archive = codec.read(data)
     net = (archive.payload_bits - 32 * initial_word_count(codec.model, particles)) * LN2 / len(images)
-    bound = iw_bound_nats(codec, images, particles)
+    bound = coding_bound(codec.model, images, particles)["iw_nats"]
     return {"particles": particles, "net_nats": net, "net_bpd": net / LN2 / 784, "iw_nats": bound,
             "iw_bpd": bound / LN2 / 784, "net_over_bound": net / bound, "bit_exact": exact,
             "encode_images_per_s": len(images) / encode_s, "decode_images_per_s": len(images) / decode_s}

@@ -437,7 +437,9 @@ def bpd(model_path, data_path, data_dir, limit, iw_samples, particles, iw_limit,
     result = {"model": str(resolve_model(model_path)), "data": source, "model_meta": getattr(model, "meta", {}),
               **result}
     if code:
-        result["coding"] = _coded_rates(model_path, model, images, quiet, particles)
+        from .evaluate import coded_rates
+        result["coding"] = coded_rates(model_path, model, images, particles,
+                                       progress=lambda total, desc: _progress(total, desc, quiet))
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
@@ -460,56 +462,6 @@ def bpd(model_path, data_path, data_dir, limit, iw_samples, particles, iw_limit,
                    f"{c['bit_exact']}   encode {c['encode_images_per_s']:.0f} img/s, "
                    f"decode {c['decode_images_per_s']:.0f} img/s")
     click.echo(f"{'KL per layer (nats)':<22s}" + " ".join(f"{v:.2f}" for v in result["kl_per_layer_nats"]))
-
-
-def _coded_rates(model_path, model, images: np.ndarray, quiet: bool, particles: int = 1) -> dict:
-    """Run the real bits-back coder over ``images`` and report its rates (and a decode check).
-
-    Coded from initial words (no warm start), so the net rate (payload less those words) is the
-    coder's rate at the bound it targets: the coding model's -ELBO, or IW-K with K particles."""
-    import math
-    import time
-
-    from .bitsback import initial_word_count
-    from .codec import Codec, resolve_coding_model
-    from .coding_model import CodingModel
-    from .export import export_coding_model
-    from .evaluate import nats_to_bpd
-
-    try:
-        shipped = resolve_coding_model(model_path)
-    except SerecodecError:
-        shipped = Path("/nonexistent")
-    settings = dict(warm_start=False, particles=particles)
-    if shipped.is_file():
-        codec, origin = Codec(shipped, **settings), str(shipped)
-    else:
-        codec, origin = Codec(CodingModel(export_coding_model(model)), **settings), "exported on the fly (8 bucket bits)"
-    n = len(images)
-    squares = images.reshape(n, 28, 28)
-    expected = codec.model.expected_rate(images, particles=particles)
-    tic = time.perf_counter()
-    with _progress(n, "encode", quiet) as bar:
-        data = codec.compress(squares, progress=bar.update, method="bits-back")
-    encode_s = time.perf_counter() - tic
-    tic = time.perf_counter()
-    with _progress(n, "decode", quiet) as bar:
-        decoded = codec.decompress(data, progress=bar.update)
-    decode_s = time.perf_counter() - tic
-    archive = codec.read(data)
-    net_bits = archive.payload_bits - 32 * initial_word_count(codec.model, particles)
-    net_nats, total_nats = net_bits * math.log(2) / n, 8 * len(data) * math.log(2) / n
-    return {
-        "coding_model": origin, "coding_model_hash": codec.model.hash,
-        "bucket_bits": codec.model.bucket_bits, "particles": particles,
-        "neg_elbo_nats": expected["neg_elbo_nats"], "neg_elbo_bpd": nats_to_bpd(expected["neg_elbo_nats"]),
-        "iw_nats": expected["iw_nats"], "iw_bpd": nats_to_bpd(expected["iw_nats"]),
-        "net_nats": net_nats, "net_bpd": nats_to_bpd(net_nats),
-        "total_nats": total_nats, "total_bpd": nats_to_bpd(total_nats), "archive_bytes": len(data),
-        "net_over_bound": net_nats / expected["iw_nats"],
-        "bit_exact": bool(np.array_equal(decoded, squares)),
-        "encode_images_per_s": n / encode_s, "decode_images_per_s": n / decode_s,
-    }
 
 
 @main.command()

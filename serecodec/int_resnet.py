@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixedpoint import ACT_BITS, clamp_act, round_shift
+from .fixedpoint import clamp_act, round_shift
 
 PATCH_BUDGET = 1 << 22        # patch values unfolded at once (32 MB of int64)
 
