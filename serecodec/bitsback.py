@@ -221,6 +221,29 @@ def decode_images(model: CodingModel, compressed: np.ndarray, batch_sizes: Itera
     return (tiles, warm_images) if warm is not None else tiles
 
 
+def verify_segment(model: CodingModel, after: np.ndarray, batch_sizes: list, tiles: np.ndarray,
+                   masks: Optional[np.ndarray], before: np.ndarray, particles: int = 1) -> bool:
+    """Decode the batches one stretch of encoding pushed (stack ``after``) and check they give
+    back ``tiles`` and leave exactly the stack ``before`` it. The stretches of an archive chain
+    from its first words to its last, so checking each one checks the whole archive, and each
+    check can run while the encoder goes on with the next stretch."""
+    coder = constriction.stream.stack.AnsCoder(np.asarray(after, dtype=np.uint32))
+    end, timer = len(tiles), PhaseTimer()
+    for size in reversed(batch_sizes):
+        mask = None if masks is None else masks[end - size:end]
+        if not np.array_equal(_decode_batch(model, coder, size, timer, mask, particles), tiles[end - size:end]):
+            return False
+        end -= size
+    return np.array_equal(coder.get_compressed(), before)
+
+
+def verify_warm(after: np.ndarray, warm, images: list) -> bool:
+    """The warm-start images pop back off the stack they started, which must end empty."""
+    coder = constriction.stream.stack.AnsCoder(np.asarray(after, dtype=np.uint32))
+    decoded = [warm.decode(coder, image.shape) for image in reversed(images)][::-1]
+    return coder.num_words() == 0 and all(np.array_equal(a, b) for a, b in zip(decoded, images))
+
+
 class WarmStart:
     """Which model codes a warm-start image, by its shape alone (so the decoder knows): the static
     digit context model for its 28x28, the adaptive model (fresh counts) for any other size."""

@@ -18,7 +18,9 @@ import numpy as np
 
 from .archive import (MAX_TOTAL_PIXELS, Archive, ContentChecksum, check_image_shape, check_limits, deflate_pixels,
                       inflate_pixels, name_bytes, size_runs, split_flat)
-from .errors import ArchiveError, InputError, LimitError
+from .errors import ArchiveError, InputError, LimitError, VerificationError
+
+VERIFY_STRETCH = 1024    # images encoded between two stack snapshots (the unit of overlapped verification)
 from .registry import find_by_hash, resolve_coding_model
 
 METHOD_CHOICES = ("auto", "bits-back", "adaptive", "context", "deflate")
@@ -169,9 +171,15 @@ class Codec:
         from .bitsback import WarmStart
         return WarmStart(self.adaptive, self.context)
 
-    def _encode_bits_back(self, images, progress) -> "object":
-        """Bits-back over tiles, warm-started by the first images when they are small enough."""
-        from .bitsback import WarmStartTooLarge, to_tiles
+    def _encode_bits_back(self, images, progress, verify: bool = False) -> "object":
+        """Bits-back over tiles, warm-started by the first images when they are small enough.
+
+        ``verify``: check every stretch of VERIFY_STRETCH images by decoding it from the stack it left
+        (``bitsback.verify_segment``) in a second thread while the next stretch encodes; the
+        encoder's ``verified`` is then True only if every stretch came back exactly."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .bitsback import WarmStartTooLarge, to_tiles, verify_segment, verify_warm
         for warm in (True, False):
             encoder = self.encoder(warm)
             start = 0
@@ -183,13 +191,26 @@ class Codec:
                 continue
             if progress and start:
                 progress(start)
-            with self._limited():
-                for first in range(start, len(images), 2048):
-                    chunk = images[first:first + 2048]
+            checks = []
+            with self._limited(), ThreadPoolExecutor(max_workers=1) as pool:
+                before = encoder.compressed().copy()
+                if verify and start:
+                    checks.append(pool.submit(verify_warm, before, self.warm, [images[i] for i in range(start)]))
+                for first in range(start, len(images), VERIFY_STRETCH):
+                    chunk = images[first:first + VERIFY_STRETCH]
                     tiles, masks = to_tiles(chunk, self.tile)
+                    batches = len(encoder.batch_sizes)
                     encoder.push(tiles, masks)
+                    after = encoder.compressed().copy()
+                    if verify:
+                        if len(checks) > 1:          # at most one stretch waits: memory stays flat
+                            checks[-2].result()
+                        checks.append(pool.submit(verify_segment, self.model, after, encoder.batch_sizes[batches:],
+                                                  tiles, masks, before, self.particles))
+                    before = after
                     if progress:
                         progress(len(chunk))
+                encoder.verified = all(check.result() for check in checks) if verify else None
             return encoder
 
     def stream(self, target=None) -> "StreamWriter":
@@ -204,7 +225,7 @@ class Codec:
     # -- compress ------------------------------------------------------------------------------
     def compress(self, images: Images, names: Optional[Sequence[str]] = None,
                  progress: Optional[Callable[[int], None]] = None, method: str = "auto",
-                 formats: Optional[Sequence[str]] = None, ordered: bool = True) -> bytes:
+                 formats: Optional[Sequence[str]] = None, ordered: bool = True, verify: bool = False) -> bytes:
         """A complete archive of ``images`` (see ``as_images`` for what is accepted).
 
         ``names``: one file name per image, stored (compactly) and restored by ``read``.
@@ -214,6 +235,9 @@ class Codec:
         ``ordered=False``: the order of the images does not matter (a data set); bits-back then
         codes the collection as a multiset, saving about log2 N! bits, and decompression returns
         the images in canonical order (``multiset.canonical_order``). Not with names.
+        ``verify``: decode the chosen archive before returning it and raise ``VerificationError``
+        if it does not give back the input (bits-back checks stretch by stretch in a second
+        thread while it encodes, so the check costs little wall time on a multi-core machine).
         """
         if method not in METHOD_CHOICES:
             raise InputError(f"method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
@@ -227,7 +251,11 @@ class Codec:
         if not ordered:
             if names is not None:
                 raise InputError("an unordered archive restores images in canonical order, so it stores no names")
-            return self._compress_unordered(images, formats, method, progress)
+            data = self._compress_unordered(images, formats, method, progress)
+            if verify:
+                from .multiset import canonical_order
+                self._verify(data, images[canonical_order(images)])
+            return data
         checksum = ContentChecksum()
         for image in images:
             checksum.update(image)
@@ -250,14 +278,34 @@ class Codec:
             from .context_model import CURRENT_TABLE
             candidates.append(sealed("context", self.context.encode(images).astype("<u4").tobytes(),
                                      context_table=CURRENT_TABLE))
+        bits_back = None
         if method == "bits-back" or (method == "auto" and self._bits_back_may_win(images, min(map(len, candidates)))):
-            encoder = self._encode_bits_back(images, progress)
-            candidates.append(sealed("bits-back", encoder.compressed().astype("<u4").tobytes(),
-                                     model_hash=self.model.hash, batch_sizes=list(encoder.batch_sizes),
-                                     warm_images=encoder.warm_images, particles=self.particles))
+            encoder = self._encode_bits_back(images, progress, verify)
+            bits_back = sealed("bits-back", encoder.compressed().astype("<u4").tobytes(),
+                               model_hash=self.model.hash, batch_sizes=list(encoder.batch_sizes),
+                               warm_images=encoder.warm_images, particles=self.particles)
+            candidates.append(bits_back)
         elif progress:
             progress(len(shapes))
-        return min(candidates, key=len)
+        best = min(candidates, key=len)
+        if verify:
+            if best is bits_back:          # its stretches were decoded as it encoded; check the header
+                if not encoder.verified:
+                    raise VerificationError("verification failed: the archive does not decode to the input "
+                                            "(please report)")
+                self.read(best).verify(images)
+            else:
+                self._verify(best, images)
+        return best
+
+    def _verify(self, data: bytes, images) -> None:
+        decoded = self.decompress(data)
+        if isinstance(decoded, np.ndarray) and isinstance(images, np.ndarray):
+            same = np.array_equal(decoded, images)
+        else:
+            same = len(decoded) == len(images) and all(np.array_equal(a, b) for a, b in zip(decoded, images))
+        if not same:
+            raise VerificationError("verification failed: the archive does not decode to the input (please report)")
 
     def _compress_unordered(self, images, formats, method: str, progress) -> bytes:
         """The collection as a multiset: bits-back over the order (and, for ``auto``, the adaptive

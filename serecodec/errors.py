@@ -21,3 +21,7 @@ class ArchiveError(SerecodecError, ValueError):
 
 class LimitError(SerecodecError, ValueError):
     """The input or archive asks for more pixels, images or memory than the configured limit."""
+
+
+class VerificationError(SerecodecError, RuntimeError):
+    """A fresh archive did not decode to its input: a bug, never written to disk."""
