@@ -5,7 +5,10 @@ integer products bounded below 2**53 at export, so float64 (or float32, when the
 products are exact on any BLAS, engine and thread count, and a row never depends on the other
 images of its batch. A transposed convolution is the same GEMM on the zero-dilated input with
 the flipped kernel. Batch norm is an integer per-channel affine map. The patches are built a
-few images at a time so memory stays bounded whatever the batch.
+few images at a time so memory stays bounded whatever the batch. A stride-2 transposed
+convolution is computed as four small convolutions, one per output phase (which of the 3x3 taps
+meet an input pixel depends only on the output's row and column parity): the same integer
+products as a convolution of the zero-dilated input, without the three quarters that are zero.
 """
 from __future__ import annotations
 
@@ -17,36 +20,59 @@ PATCH_BUDGET = 1 << 22        # patch values unfolded at once (32 MB of int64)
 
 
 class IntConv:
-    """A (grouped) 2-D convolution; ``linear``: IntLinear with weight (G, Cg·k·k, out_g)."""
+    """A (grouped) 2-D convolution; ``linear``: IntLinear with weight (G, Cg·kh·kw, out_g)."""
 
-    def __init__(self, linear, kernel: int, stride: int = 1, padding: int = 1, dilate: bool = False,
-                 pad_after: int = 0) -> None:
-        self.linear, self.kernel, self.stride, self.padding = linear, kernel, stride, padding
-        self.dilate, self.pad_after = dilate, pad_after      # transposed convolution as a forward one
+    def __init__(self, linear, kernel, stride: int = 1, padding=1) -> None:
+        self.linear, self.stride = linear, stride
+        self.kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+        self.padding = (padding,) * 4 if isinstance(padding, int) else tuple(padding)   # top, bottom, left, right
         self.groups = linear.weight.shape[0]
 
     def __call__(self, x: np.ndarray, engine) -> np.ndarray:
-        if self.dilate:                                      # stride-2 transposed: zeros between pixels
-            b, c, h, w = x.shape
-            spread = np.zeros((b, c, 2 * h - 1, 2 * w - 1), x.dtype)
-            spread[:, :, ::2, ::2] = x
-            x = spread
-        p, q = self.padding, self.padding + self.pad_after
-        x = np.pad(x, ((0, 0), (0, 0), (p, q), (p, q)))
+        top, bottom, left, right = self.padding
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
         b, c, h, w = x.shape
-        k, s, g = self.kernel, self.stride, self.groups
-        out_h, out_w = (h - k) // s + 1, (w - k) // s + 1
-        per_image = out_h * out_w * c * k * k
-        chunk = max(1, PATCH_BUDGET // per_image)
+        (kh, kw), s, g = self.kernel, self.stride, self.groups
+        out_h, out_w = (h - kh) // s + 1, (w - kw) // s + 1
+        chunk = max(1, PATCH_BUDGET // (out_h * out_w * c * kh * kw))
         outputs = []
         for start in range(0, b, chunk):
             part = x[start:start + chunk]
             n = len(part)
-            windows = np.lib.stride_tricks.sliding_window_view(part, (k, k), axis=(2, 3))[:, :, ::s, ::s]
-            patches = windows.reshape(n, g, c // g, out_h, out_w, k * k).transpose(1, 0, 3, 4, 2, 5)
+            windows = np.lib.stride_tricks.sliding_window_view(part, (kh, kw), axis=(2, 3))[:, :, ::s, ::s]
+            patches = windows.reshape(n, g, c // g, out_h, out_w, kh * kw).transpose(1, 0, 3, 4, 2, 5)
             result = self.linear(patches.reshape(g, n * out_h * out_w, -1), engine)     # (G, n·oh·ow, out_g)
             outputs.append(result.reshape(g, n, out_h, out_w, -1).transpose(1, 0, 4, 2, 3).reshape(n, -1, out_h, out_w))
         return np.concatenate(outputs, axis=0)
+
+
+class IntConvTranspose2:
+    """ConvTranspose2d(3x3, stride 2, padding 1, output_padding 1) from the weight of its equivalent
+    forward convolution (kernel flipped, (1, C·9, out)); output phase (a, b) meets the taps
+    rows {1} (a = 0) or {0, 2} (a = 1), columns likewise, at input pixels (i, j) and (i + 1, j + 1)."""
+
+    TAPS = ((1,), (0, 2))
+
+    def __init__(self, linear) -> None:
+        from .coding_model import IntLinear
+        weight = linear.weight.reshape(1, -1, 3, 3, linear.weight.shape[-1])
+        self.phases = {}
+        for a in (0, 1):
+            for b in (0, 1):
+                rows, cols = self.TAPS[a], self.TAPS[b]
+                part = weight[:, :, rows][:, :, :, cols].reshape(1, -1, weight.shape[-1])
+                phase = IntLinear(np.ascontiguousarray(part), linear.bias, linear.shift)
+                self.phases[a, b] = IntConv(phase, (len(rows), len(cols)), padding=(0, len(rows) - 1, 0, len(cols) - 1))
+
+    def __call__(self, x: np.ndarray, engine) -> np.ndarray:
+        b, _, h, w = x.shape
+        out = None
+        for (a, c), conv in self.phases.items():
+            y = conv(x, engine)
+            if out is None:
+                out = np.empty((b, y.shape[1], 2 * h, 2 * w), y.dtype)
+            out[:, :, a::2, c::2] = y
+        return out
 
 
 class IntAffine:
@@ -136,8 +162,7 @@ def _down(arrays: dict, name: str) -> IntDownBlock:
 
 
 def _up(arrays: dict, name: str) -> IntUpBlock:
-    # convT(3, stride 2, padding 1, output_padding 1) = conv(3) on the dilated input padded 1 | 2
-    return IntUpBlock(IntConv(_linear(arrays, f"{name}/conv_a"), 3, padding=1, dilate=True, pad_after=1),
+    return IntUpBlock(IntConvTranspose2(_linear(arrays, f"{name}/conv_a")),
                       IntConv(_linear(arrays, f"{name}/conv_b"), 3, padding=1),
                       IntConv(_linear(arrays, f"{name}/shortcut"), 1, padding=0))
 

@@ -118,3 +118,11 @@ def test_below_elbo_benchmark(tmp_path):
         assert rows[n]["default_bpd"] <= rows[n]["context_bpd"]
     assert all(r["warm_bits_back_bpd"] < r["initial_bits_bits_back_bpd"] for r in report["curve"])
     assert report["unordered_bpd"] < report["ordered_bpd"]
+
+
+def test_particles_benchmark(tmp_path):
+    run_benchmark("particles", tmp_path, "--no-whole")
+    rows = load(tmp_path, "particles_quick")["rows"]
+    assert [r["particles"] for r in rows] == [1, 2, 4] and all(r["bit_exact"] for r in rows)
+    assert all(r["net_over_bound"] < 1.01 for r in rows)            # the coder pays its bound
+    assert rows[-1]["iw_nats"] < rows[0]["iw_nats"]                 # the IW-K bound falls with K

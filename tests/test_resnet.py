@@ -7,7 +7,7 @@ from threadpoolctl import threadpool_limits
 from serecodec.codec import Codec
 from serecodec.coding_model import CodingModel
 from serecodec.export import export_coding_model
-from serecodec.int_resnet import IntConv
+from serecodec.int_resnet import IntConvTranspose2
 from serecodec.model import SeReVAE
 
 from conftest import tiny_config
@@ -43,8 +43,8 @@ def test_forward_shapes_and_training_step(tiny_resnet, digits):
     assert tiny_resnet.decode_logits(trace.z).shape == (8, 784)
 
 
-def test_transposed_convolution_as_dilated_convolution():
-    """convT(3, stride 2, padding 1, output padding 1) equals IntConv on the dilated input."""
+def test_transposed_convolution_by_output_phases():
+    """convT(3, stride 2, padding 1, output padding 1) equals its four-phase integer form."""
     from serecodec.coding_model import IntLinear
     torch.manual_seed(1)
     conv = torch.nn.ConvTranspose2d(3, 5, 3, stride=2, padding=1, output_padding=1)
@@ -56,7 +56,7 @@ def test_transposed_convolution_as_dilated_convolution():
     w = np.flip(conv.weight.detach().numpy(), (2, 3)).transpose(1, 0, 2, 3).reshape(1, 5, -1).transpose(0, 2, 1)
     layer = IntLinear(np.ascontiguousarray(w, dtype=np.float64), np.zeros((1, 1, 5), np.int64), 0)
     from serecodec.fixedpoint import NumpyEngine
-    got = IntConv(layer, 3, padding=1, dilate=True, pad_after=1)(x, NumpyEngine())
+    got = IntConvTranspose2(layer)(x, NumpyEngine())
     assert got.shape == expected.shape and np.array_equal(got, expected.astype(np.int64))
 
 
