@@ -80,12 +80,13 @@ def equal_minutes(logs: Path = Path("results/training")) -> str:
 @click.option("--iw-limit", type=int, default=None, help="IW estimate on the first N images only (default: all).")
 @click.option("--code-images", type=int, default=2000, show_default=True,
               help="Images coded with the real coder for its rate and speed (0: skip).")
+@click.option("--coding-only", is_flag=True, help="Only (re)measure the coder's rate and speed of rows already saved.")
 @click.option("--quick", is_flag=True, help="The 300 fixture digits and IW-100, for a fast check.")
 @click.option("--table-only", is_flag=True, help="Only rebuild the Markdown table from the JSON files present.")
 @click.option("--data-dir", default=None)
 @click.option("--threads", type=int, default=None)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True)
-def main(models, limit, iw_samples, iw_limit, code_images, quick, table_only, data_dir, threads, out_dir):
+def main(models, limit, iw_samples, iw_limit, code_images, coding_only, quick, table_only, data_dir, threads, out_dir):
     if table_only:
         models = ""
     if threads:
@@ -94,6 +95,14 @@ def main(models, limit, iw_samples, iw_limit, code_images, quick, table_only, da
         iw_samples = min(iw_samples, 100)
     images, source = test_images(quick, limit, data_dir) if models else (None, "")
     rows = []
+    suffix = "_quick" if quick else ""
+    if coding_only:
+        for spec in filter(None, models.split(",")):
+            path = out_dir / f"likelihood{suffix}_{Path(spec).stem}.json"
+            report = json.loads(path.read_text())
+            report["result"]["coding"] = coded_rates(spec, load_model(spec), images[:code_images])
+            path.write_text(json.dumps(report, indent=2) + "\n")
+        models = ""
     for spec in filter(None, models.split(",")):
         model = load_model(spec)
         tic = time.time()
@@ -109,7 +118,6 @@ def main(models, limit, iw_samples, iw_limit, code_images, quick, table_only, da
         click.echo(f"{spec}: -ELBO {result['neg_elbo_nats']:.2f}  -IW{iw_samples} "
                    f"{result.get('neg_iw_nats', float('nan')):.2f} nats ({rows[-1]['seconds']} s)", err=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if quick else ""
     machine = {"threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__}
     for row in rows:
         report = {"benchmark": "likelihood", "data": source,

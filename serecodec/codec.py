@@ -572,7 +572,8 @@ class StreamWriter:
     def to_bytes(self) -> bytes:
         archive = Archive("bits-back", size_runs(self.shapes), self.encoder.compressed().astype("<u4").tobytes(),
                           model_hash=self.codec.model.hash, batch_sizes=list(self.encoder.batch_sizes),
-                          names=self.names, warm_images=self.encoder.warm_images)
+                          names=self.names, warm_images=self.encoder.warm_images,
+                          particles=self.encoder.particles)
         archive.content_crc = self.checksum.value(archive.meta_bytes())
         return archive.to_bytes()
 

@@ -86,3 +86,13 @@ def test_particle_count_is_checked(squares):
         archive.particles = wrong
         with pytest.raises(ArchiveError):
             codec.decompress(archive.to_bytes())
+
+
+def test_stream_with_particles(squares):
+    codec = Codec(particles=3)
+    stream = codec.stream()
+    for image in squares[:25]:
+        stream.append(image)
+    data = stream.to_bytes()
+    assert codec.read(data).particles == 3
+    assert np.array_equal(Codec().decompress(data), squares[:25])
