@@ -74,6 +74,7 @@ def corpus(codec: Codec) -> dict:
         "bits-back-unordered": (digits[:12], None, None, "bits-back-unordered"),
         "bits-back-many-names": (digits[:6], [f"d/{i}" for i in range(6)], ["png"] * 3 + ["pbm"] * 3, "bits-back"),
         "bits-back-mixed": (mixed[:3], None, None, "bits-back"),
+        "bits-back-particles-3": (digits[:16], None, None, "bits-back-particles"),
         "adaptive-1": (digits[:1], ["one"], ["tiff-g4"], "adaptive"),
         "adaptive-mixed-names": (mixed, list("abcde"), None, "adaptive"),
         "context-many": (digits[:8], None, None, "context"),
@@ -85,6 +86,8 @@ def corpus(codec: Codec) -> dict:
         if method == "bits-back-unordered":
             data = codec.compress(images, method="bits-back", ordered=False)
             images = codec.decompress(data)                   # restored in canonical order
+        elif method == "bits-back-particles":
+            data = Codec(codec.model, particles=3).compress(images, method="bits-back")
         else:
             data = codec.compress(images, names=names, formats=formats, method=method)
         out[kind] = (data, images, names, formats)
