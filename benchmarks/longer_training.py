@@ -90,9 +90,9 @@ def render(r: dict) -> str:
         gain = r["later_net_gain_nats"]
         pace = (f"**{r['later_minutes'] / gain / 60:.1f} CPU hours per nat** at that pace" if gain > 0
                 else "no net gain")
-        lines += [f"* The continuations ({r['later_minutes']:.0f} CPU minutes more) end {gain:+.2f} nats from the "
-                  f"shipped weights' {r['stages'][0]['end_valid']:.2f}: {pace}. Restarting the step size at 4e-4 first "
-                  f"lost ground the cool-down then had to win back."]
+        lines += [f"* The continuations ({r['later_minutes']:.0f} CPU minutes more) gained {gain:.2f} nats over the "
+                  f"shipped weights' {r['stages'][0]['end_valid']:.2f} at best: {pace}. Restarting the step size at "
+                  f"4e-4 first lost ground that the cool-down then had to win back."]
     if "resnet" in r:
         epoch, minutes, elbo = r["resnet"][-1]
         lines += [f"* The ResNet model on the same core: {elbo:.2f} nats after {epoch} epochs ({minutes:.0f} min)."]

@@ -108,3 +108,20 @@ def test_resnet_codes_digits_exactly(coding, digits):
 def test_resnet_needs_sides_divisible_by_four():
     with pytest.raises(ValueError, match="divisible by 4"):
         SeReVAE(tiny_config(variant="resnet", image_pixels=30 * 30))
+
+
+def test_shipped_resnet_model_round_trips_from_the_command_line(tmp_path, digits):
+    from click.testing import CliRunner
+
+    from serecodec.cli import main
+    squares = digits[:30].reshape(-1, 28, 28)
+    np.save(tmp_path / "x.npy", squares)
+    run = lambda *args: CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)  # noqa: E731
+    done = run("compress", tmp_path / "x.npy", "-o", tmp_path / "x.sere", "--model", "resnet", "--method", "bits-back",
+               "-q")
+    assert done.exit_code == 0, done.output
+    done = run("decompress", tmp_path / "x.sere", "-o", tmp_path / "y.npy", "--npy", "--model", "resnet", "-q")
+    assert done.exit_code == 0, done.output
+    assert np.array_equal(np.load(tmp_path / "y.npy"), squares)
+    done = run("decompress", tmp_path / "x.sere", "-o", tmp_path / "z.npy", "--npy", "-q")   # found by hash
+    assert done.exit_code == 0 and np.array_equal(np.load(tmp_path / "z.npy"), squares)
