@@ -46,7 +46,7 @@ def jbig_stream_bytes(images: np.ndarray):
 @click.option("--preset", default="paper", show_default=True)
 @click.option("--particles", type=int, default=16, show_default=True,
               help="Also code the held-out glyphs with this many importance particles (1: skip).")
-@click.option("--extra", default="", help="More `serecodec train` options, e.g. '--lr 2e-3 --threads 2'.")
+@click.option("--extra", default="", help="More `serecodec train` options, e.g. '--init none --threads 1'.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "results")
 def main(quick, train_images, test_images, max_minutes, preset, particles, extra, out_dir):
     if quick:
@@ -56,7 +56,7 @@ def main(quick, train_images, test_images, max_minutes, preset, particles, extra
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "train.npy", train)
         command = ["serecodec", "train", "train.npy", "-o", "glyphs.pt", "--max-minutes", str(max_minutes),
-                   "--preset", preset, "-q", *(extra.split() or ["--threads", "1"])]
+                   "--preset", preset, "-q", *extra.split()]
         tic = time.perf_counter()
         subprocess.run([sys.executable, "-m", "serecodec.cli", *command[1:]], cwd=tmp, check=True)
         train_s = time.perf_counter() - tic
