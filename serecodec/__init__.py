@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import ArchiveError, InputError, LimitError, SerecodecError
+from .errors import ArchiveError, InputError, LimitError, SerecodecError, VerificationError
 
 __version__ = "0.2.0"
 _LAZY = {"Codec": "codec", "StreamWriter": "codec", "ModelConfig": "model", "SeReVAE": "model",
          "load_model": "checkpoint"}
 __all__ = ["ArchiveError", "Codec", "InputError", "LimitError", "ModelConfig", "SeReVAE", "SerecodecError",
-           "StreamWriter", "load_model"]
+           "StreamWriter", "VerificationError", "load_model"]
 
 
 def __getattr__(name: str):
