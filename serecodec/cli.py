@@ -525,6 +525,9 @@ def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, 
     for path in (out, coding):
         _refuse_existing(path, force)
     height, width = parse_tile(tile)
+    if preset == "resnet" and (height % 4 or width % 4):
+        raise InputError(f"--tile {tile}: the resnet preset halves the tile twice, so its sides must be "
+                         f"divisible by 4")
     tiles = to_tile_probabilities(read_training_images(list(data)), (height, width))
     try:
         fraction = float(valid_spec)

@@ -105,9 +105,16 @@ def test_resnet_codes_digits_exactly(coding, digits):
     assert np.array_equal(Codec(CodingModel(coding, engine="torch")).decompress(data), squares)
 
 
-def test_resnet_needs_sides_divisible_by_four():
+def test_resnet_needs_sides_divisible_by_four(tmp_path, digits):
     with pytest.raises(ValueError, match="divisible by 4"):
         SeReVAE(tiny_config(variant="resnet", image_pixels=30 * 30))
+    from click.testing import CliRunner
+
+    from serecodec.cli import main
+    np.save(tmp_path / "d.npy", digits[:50].reshape(-1, 28, 28))
+    done = CliRunner().invoke(main, ["train", str(tmp_path / "d.npy"), "-o", str(tmp_path / "m.pt"),
+                                     "--preset", "resnet", "--tile", "30x30", "-q"])
+    assert done.exit_code == 1 and "divisible by 4" in done.output and "Traceback" not in done.output
 
 
 def test_shipped_resnet_model_round_trips_from_the_command_line(tmp_path, digits):
