@@ -193,7 +193,7 @@ class Codec:
                 progress(start)
             checks = []
             with self._limited(), ThreadPoolExecutor(max_workers=1) as pool:
-                before = encoder.compressed().copy()
+                before = encoder.compressed().copy() if verify else None    # snapshots only to verify
                 if verify and start:
                     checks.append(pool.submit(verify_warm, before, self.warm, [images[i] for i in range(start)]))
                 for first in range(start, len(images), VERIFY_STRETCH):
@@ -201,13 +201,13 @@ class Codec:
                     tiles, masks = to_tiles(chunk, self.tile)
                     batches = len(encoder.batch_sizes)
                     encoder.push(tiles, masks)
-                    after = encoder.compressed().copy()
                     if verify:
+                        after = encoder.compressed().copy()
                         if len(checks) > 1:          # at most one stretch waits: memory stays flat
                             checks[-2].result()
                         checks.append(pool.submit(verify_segment, self.model, after, encoder.batch_sizes[batches:],
                                                   tiles, masks, before, self.particles))
-                    before = after
+                        before = after
                     if progress:
                         progress(len(chunk))
                 encoder.verified = all(check.result() for check in checks) if verify else None
