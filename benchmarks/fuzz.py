@@ -37,8 +37,10 @@ def old_version(archive_bytes: bytes, codec: Codec, version: int, crc_flip: int 
     layout, as earlier releases wrote it; ``crc_flip`` corrupts the stored pixel CRC."""
     import struct
 
-    from serecodec.archive import raw_deflate, run_lengths, varints
-    a = codec.read(archive_bytes)
+    from serecodec.container.wire import raw_deflate, run_lengths, varints
+    archive = codec.read(archive_bytes)
+    (chunk,) = archive.chunks
+    a = _OneChunk(archive, chunk)
     images = codec.decompress(archive_bytes)
     crc = (zlib.crc32(np.ascontiguousarray(images).tobytes()) & 0xFFFFFFFF) ^ crc_flip
     deflate = a.method == "deflate"
@@ -60,6 +62,15 @@ def old_version(archive_bytes: bytes, codec: Codec, version: int, crc_flip: int 
         blob = raw_deflate(json.dumps(a.names).encode())
         parts += [varints(len(blob)), blob]
     return b"".join(parts + [varints(len(a.payload) // (1 if deflate else 4)), a.payload])
+
+
+class _OneChunk:
+    """The fields of a one-chunk archive as the format-1/2 writer wants them."""
+
+    def __init__(self, archive, chunk) -> None:
+        self.names, self.count, self.payload = archive.names, archive.count, chunk.payload
+        self.height, self.width = archive.shapes[0]
+        self.method, self.batch_sizes = chunk.method, chunk.fields.get("batch_sizes", [])
 
 
 def corpus(codec: Codec) -> dict:
@@ -97,6 +108,27 @@ def corpus(codec: Codec) -> dict:
             images, names, formats, method = cases[kind]
             data = old_version(cold.compress(images, names=names, method=method), cold, version)
             out[f"v{version}-{kind}"] = (data, out[kind][1], out[kind][2], None)
+    chunked = Codec(codec.model, chunk_pixels=20 * 784)  # format 4 with several chunks, cheaply
+    out["chunks-bits-back"] = (chunked.compress(digits[:50], method="bits-back"), digits[:50], None, None)
+    varied = [digits[i] for i in range(25)] + [mixed[2], mixed[3]] + [np.zeros((28, 28), np.uint8)] * 25
+    out["chunks-auto-named"] = (chunked.compress(varied, names=[f"n{i}" for i in range(len(varied))]), varied,
+                                [f"n{i}" for i in range(len(varied))], None)
+    out.update(legacy_fixtures())
+    return out
+
+
+def legacy_fixtures() -> dict:
+    """Format-3 archives written by the release before format 4 (tests/data/legacy), with what
+    they decoded to then."""
+    folder = ROOT / "tests" / "data" / "legacy"
+    meta = json.loads((folder / "expected.json").read_text())
+    pixels = np.load(folder / "expected.npz")
+    out = {}
+    for kind, m in meta.items():
+        if m["version"] != 3:
+            continue
+        images = [pixels[f"{kind}/{i}"] for i in range(m["count"])]
+        out[f"v3-{kind}"] = ((folder / f"{kind}.sere").read_bytes(), images, m["names"], m["formats"])
     return out
 
 
@@ -133,9 +165,35 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 def reseal(data: bytes) -> bytes:
-    if len(data) < 9 or data[4] != 3:
+    """``data`` with its checksums over stored bytes recomputed (format 3: the archive checksum;
+    format 4: the header's and every chunk's): what a hostile file would carry. The checksums of
+    what decoding restores cannot be forged without decoding, and are left alone."""
+    if len(data) < 9 or data[4] not in (3, 4):
         return data
-    return data[:-4] + (zlib.crc32(data[:-4]) & 0xFFFFFFFF).to_bytes(4, "little")
+    crc = lambda part: (zlib.crc32(part) & 0xFFFFFFFF).to_bytes(4, "little")  # noqa: E731
+    if data[4] == 3:
+        return data[:-4] + crc(data[:-4])
+    from serecodec.container.wire import Reader
+    from serecodec.container.archive import parse_header
+    try:
+        reader = Reader(data[6:16])
+        end = 6 + reader.varint("header")
+        end += reader.pos
+    except SerecodecError:
+        return data
+    if end + 4 > len(data):
+        return data
+    buf = bytearray(data)
+    buf[end:end + 4] = crc(buf[:end])
+    try:
+        _, spans = parse_header(bytes(buf))
+    except SerecodecError:
+        return bytes(buf)
+    for start, stop in spans:
+        if stop > len(buf):
+            break
+        buf[stop - 4:stop] = crc(buf[start:stop - 4])
+    return bytes(buf)
 
 
 def same(decoded, images) -> bool:
@@ -154,6 +212,15 @@ def check(codec: Codec, data: bytes, expected) -> str:
         return "rejected"
     except Exception as exc:   # anything else is a bug the fuzzer exists to find
         return f"traceback:{type(exc).__name__}:{str(exc)[:80]}"
+    try:
+        rescued = codec.salvage(data)
+    except SerecodecError:
+        rescued = None
+    except Exception as exc:
+        return f"traceback:salvage:{type(exc).__name__}:{str(exc)[:80]}"
+    if rescued is not None and any(got is not None and (i >= len(images) or not np.array_equal(got, images[i]))
+                                   for i, got in enumerate(rescued.images)):
+        return "wrong:salvage"
     if same(decoded, images) and archive.names == names and (archive.formats or None) == (formats or None):
         return "intact"
     if same(decoded, images) and not archive.names_verified:

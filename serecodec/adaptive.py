@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import ArchiveError, SerecodecError
+from .inputs import require_bilevel
 from .paths import MODELS_DIR
 
 INCREMENT = 2
@@ -43,7 +44,7 @@ def _flat(images: Sequence[np.ndarray]):
     else:
         pixels = np.concatenate([np.ascontiguousarray(image, dtype=np.uint8).reshape(-1) for image in images]
                                 or [np.zeros(0, np.uint8)])
-    return pixels, heights, widths
+    return require_bilevel(pixels, "adaptive model input"), heights, widths
 
 
 def scale_counts(counts: np.ndarray, weight: int = PRIOR_WEIGHT) -> np.ndarray:

@@ -31,6 +31,7 @@ import numpy as np
 from .coding_model import PIXEL_BITS, CodingModel
 from .errors import ArchiveError
 from .importance import index_masses, log2_fixed
+from .inputs import require_bilevel
 
 PROB_BITS_ADAPTIVE = 16     # the adaptive model's probabilities are int / 2**16
 
@@ -123,7 +124,7 @@ class BitsBackEncoder:
     def push(self, images: np.ndarray, masks: Optional[np.ndarray] = None) -> None:
         """Encode tiles (N, pixels) of 0/1, in as many batches as the stack affords; ``masks``
         (N, pixels) bool marks the real pixels of padded edge tiles (only those are coded)."""
-        images = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
+        images = require_bilevel(np.ascontiguousarray(images), "bits-back tiles").reshape(len(images), -1)
         start = 0
         while start < len(images):
             size = min(self.affordable_batch(), len(images) - start)

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .errors import InputError, SerecodecError
+from .errors import ArchiveError, InputError, SerecodecError
 
 SUFFIX = ".sere"
 
@@ -192,31 +192,47 @@ def _default_target(archive: str, count: int) -> Path:
 @click.option("--model", default=None, metavar="NAME|PATH", help="Coding model (default: the shipped one).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the archive (always the case; accepted for gzip habits).")
+@click.option("--salvage", is_flag=True, help="Restore every image of every intact chunk of a damaged archive, "
+                                             "name the lost ones, exit 1 if any were lost.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @friendly_errors
-def decompress(archive, output, to_stdout, as_npy, model, force, keep, quiet):
+def decompress(archive, output, to_stdout, as_npy, model, force, keep, salvage, quiet):
     """Restore every image of an archive bit-exactly, each in its original file format under its
     stored name (PNG where the archive records none), or as one array with --npy."""
-    from .codec import Codec
+    from .codec import Codec, describe_range
     from .fileio import atomic_write_bytes, safe_output_paths, write_inside
 
     data = _read_input_bytes(archive)
     codec = Codec(model)
     header = _parse(codec, archive, data)
+    lost = []
     with _progress(header.count, "decompress", quiet) as bar:
-        try:
-            images = codec.decompress_archive(header, progress=bar.update)
-        except SerecodecError as exc:
-            raise type(exc)(f"{archive}: {exc}") from None
+        if salvage:
+            result = codec.salvage(header, progress=bar.update)
+            kept = [i for i, image in enumerate(result.images) if image is not None]
+            images, lost = [result.images[i] for i in kept], result.lost
+        else:
+            try:
+                images = codec.decompress_archive(header, progress=bar.update)
+            except SerecodecError as exc:
+                raise type(exc)(f"{archive}: {exc}") from None
+            kept = list(range(header.count))
     if to_stdout:
         output = "-"
     if header.names and not header.names_verified and not quiet:
         click.echo(f"serecodec: warning: {archive}: a format-2 archive; no checksum covers its file names "
                    f"(the pixels are verified); re-compress it to protect them", err=True)
-    formats = header.formats or ["png"] * header.count
+    for number, span, reason in lost:
+        click.echo(f"serecodec: error: {archive}: chunk {number} ({describe_range(span)}) is lost: {reason}", err=True)
+    if lost and not kept:
+        raise InputError(f"{archive}: no intact chunk; nothing restored")
+    formats = [(header.formats or ["png"] * header.count)[i] for i in kept]
+    stored = header.names or [f"image_{i:05d}" for i in range(header.count)]
+    names = [stored[i] for i in kept]
+    whole = not lost
     if as_npy:
-        blob = _npy_bytes(images)
-        suffix = ".npy" if isinstance(images, np.ndarray) else ".npz"
+        blob = _npy_bytes(images if whole else list(images), names)
+        suffix = ".npy" if whole and isinstance(images, np.ndarray) else ".npz"
         if output == "-":
             _write_stdout(blob)
             return
@@ -228,7 +244,7 @@ def decompress(archive, output, to_stdout, as_npy, model, force, keep, quiet):
     elif output == "-":
         if header.count != 1:
             raise InputError(f"{archive}: holds {header.count} images; only a one-image archive goes to stdout "
-                                f"(or use --npy -c)")
+                             f"(or use --npy -c)")
         from .images import encode_image
         _write_stdout(encode_image(images[0], formats[0]))
         return
@@ -245,7 +261,6 @@ def decompress(archive, output, to_stdout, as_npy, model, force, keep, quiet):
         _refuse_archive(outdir, archive)
         if outdir.exists() and not outdir.is_dir():
             raise InputError(f"{outdir}: exists and is not a directory")
-        names = header.names or [f"image_{i:05d}" for i in range(header.count)]
         try:
             relative = safe_output_paths(names, [SUFFIX_OF_FORMAT[f] for f in formats], archive)
         except InputError as exc:
@@ -255,6 +270,10 @@ def decompress(archive, output, to_stdout, as_npy, model, force, keep, quiet):
         for rel, image, fmt in zip(relative, images, formats):
             write_inside(outdir, rel, encode_image(image, fmt))
         written = outdir
+    if lost:
+        click.echo(f"serecodec: {archive}: {len(kept)} of {header.count} images restored -> {written}; "
+                   f"{header.count - len(kept)} lost", err=True)
+        sys.exit(1)
     if not quiet:
         click.echo(f"{archive}: {header.count} images restored -> {written}", err=True)
 
@@ -264,12 +283,14 @@ def _refuse_archive(target: Path, archive: str) -> None:
         raise InputError(f"{target}: is the archive itself; choose another output")
 
 
-def _npy_bytes(images) -> bytes:
+def _npy_bytes(images, names: list) -> bytes:
+    """One .npy for an array of one size; else an .npz keyed by the stored names."""
     buffer = io.BytesIO()
     if isinstance(images, np.ndarray):
         np.save(buffer, images)
     else:
-        np.savez(buffer, **{f"image_{i:05d}": image for i, image in enumerate(images)})
+        keys = names if len(set(names)) == len(names) else [f"image_{i:05d}" for i in range(len(images))]
+        np.savez(buffer, **dict(zip(keys, images)))
     return buffer.getvalue()
 
 
@@ -286,22 +307,43 @@ def _parse(codec, path, data: bytes):
 @click.option("-q", "--quiet", is_flag=True, help="Only the exit status tells.")
 @friendly_errors
 def test_archives(archives, model, quiet):
-    """Decode every archive and verify its checksums; write nothing. Exit 1 if any fails."""
-    from .codec import Codec
+    """Decode every archive and verify its checksums; write nothing. Names each damaged chunk and
+    its images. Exit 1 if any fails."""
+    from .codec import Codec, describe_range
 
     codec, failed = Codec(model), 0
     for archive in archives:
         try:
             header = _parse(codec, archive, _read_input_bytes(archive))
-            codec.decompress_archive(header)
+            lost = codec.salvage(header).lost
         except SerecodecError as exc:
             failed += 1
             click.echo(f"serecodec: error: {archive}: {str(exc).removeprefix(f'{archive}: ')}", err=True)
             continue
+        if lost:
+            failed += 1
+            for number, span, reason in lost:
+                where = f"chunk {number} of {len(header.chunks)} ({describe_range(span)})"
+                click.echo(f"serecodec: error: {archive}: {where}: {reason}", err=True)
+            continue
         if not quiet:
-            click.echo(f"{archive}: OK ({header.count} images, {header.method})")
+            click.echo(f"{archive}: OK ({header.count} images, {len(header.chunks)} chunks, {header.method})")
     if failed:
         sys.exit(1)
+
+
+def _read_header(archive: str, model=None):
+    """(bytes, parsed archive) through the one reading path (``Codec.read``); a chunk whose
+    model is missing still lists, its reason kept in ``chunk.damage``."""
+    from .codec import Codec, describe_range
+    data = _read_input_bytes(archive)
+    header = _parse(Codec(model), archive, data)
+    for number, chunk in enumerate(header.chunks, 1):
+        if chunk.damage and not chunk.unavailable:
+            where = f"chunk {number} of {len(header.chunks)} ({describe_range(chunk.images)}): " \
+                if len(header.chunks) > 1 else ""
+            raise ArchiveError(f"{archive}: {where}{chunk.damage} (decompress --salvage restores the rest)")
+    return data, header
 
 
 @main.command(name="list")
@@ -310,19 +352,13 @@ def test_archives(archives, model, quiet):
 @friendly_errors
 def list_archive(archive, as_json):
     """List an archive's images: name, format and size, with the method and bits/dim."""
-    from .archive import Archive
-
-    data = _read_input_bytes(archive)
-    try:
-        header = Archive.from_bytes(data)
-    except SerecodecError as exc:
-        raise type(exc)(f"{archive}: {exc}") from None
+    data, header = _read_header(archive)
     names = header.names or [f"image_{i:05d}" for i in range(header.count)]
     formats = header.formats or ["png"] * header.count
     entries = [{"name": n, "format": f, "height": h, "width": w}
                for n, f, (h, w) in zip(names, formats, header.shapes)]
-    summary = {"archive": archive, "method": header.method, "images": header.count, "bytes": len(data),
-               "bits_per_dim": 8 * len(data) / header.pixels if header.pixels else None}
+    summary = {"archive": archive, "method": header.method, "images": header.count, "chunks": len(header.chunks),
+               "bytes": len(data), "bits_per_dim": 8 * len(data) / header.pixels if header.pixels else None}
     if as_json:
         click.echo(json.dumps({**summary, "entries": entries}, indent=2))
         return
@@ -338,46 +374,50 @@ def list_archive(archive, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @friendly_errors
 def info(archive, model, as_json):
-    """Show an archive's header: method, model, count, sizes, and bits per dimension."""
-    from .archive import Archive
-    from .codec import Codec
-    from .registry import find_by_hash
+    """Show an archive's header: format, method, chunks, model, count, sizes, and bits per dimension."""
+    from .codec import describe_range
 
-    data = _read_input_bytes(archive)
-    try:
-        header = Archive.from_bytes(data)
-    except SerecodecError as exc:
-        raise type(exc)(f"{archive}: {exc}") from None
+    data, header = _read_header(archive, model)
     dims = header.pixels
-    matches = None
-    known = None
-    if header.method == "bits-back":
-        found = find_by_hash(header.model_hash) if model is None else model
-        known = Codec(found).model if found is not None else None
-        matches = known is not None and header.made_with(known.hash)
     shapes = sorted({(h, w) for h, w, _ in header.sizes})
+    bits_back = [c for c in header.chunks if c.method == "bits-back" and c.fields]
+    hashes = sorted({c.fields["model_hash"] for c in bits_back})
+    missing = [c.damage for c in header.chunks if c.unavailable]
     report = {
         "archive": archive, "format_version": header.version, "method": header.method,
-        "coding_model": header.model_hash or None, "model_matches": matches, "images": header.count,
+        "coding_model": hashes[0] if len(hashes) == 1 else (hashes or None),
+        "model_matches": (not missing) if hashes else None, "images": header.count,
         "shape": list(shapes[0]) if len(shapes) == 1 else None,
         "sizes": [list(s) for s in shapes[:20]], "pixels": dims,
-        "bytes": len(data), "payload_bits": header.payload_bits, "batches": len(header.batch_sizes),
+        "bytes": len(data), "payload_bits": header.payload_bits, "chunks": len(header.chunks),
+        "batches": sum(len(c.fields["batch_sizes"]) for c in bits_back),
         "names": header.names is not None, "formats": sorted(set(header.formats)) if header.formats else None,
         "unordered": header.unordered,
-        **({"particles": header.particles} if header.method == "bits-back" else {}),
-        **({"context_table": header.context_table} if header.method in ("context", "adaptive") else {}),
+        **({"particles": bits_back[0].fields["particles"]} if bits_back else {}),
+        **({"context_table": next(c.fields["table"] for c in header.chunks if "table" in c.fields)}
+           if any("table" in c.fields for c in header.chunks) else {}),
         "bits_per_dim": 8 * len(data) / dims if dims else None,
     }
-    if matches:   # the initial bits are a property of the coding model (none with a warm start)
+    if bits_back and not missing:   # the initial bits are a property of the coding model (none with a warm start)
         from .bitsback import initial_word_count
-        initial = 0 if header.warm_images else 32 * initial_word_count(known, header.particles)
-        report.update(initial_bits=initial, warm_start_images=header.warm_images,
+        from .codec import Codec
+        known = Codec(model).models.coding_for(hashes[0])
+        initial = sum(0 if c.fields["warm_images"] else 32 * initial_word_count(known, c.fields["particles"])
+                      for c in bits_back)
+        report.update(initial_bits=initial, warm_start_images=sum(c.fields["warm_images"] for c in bits_back),
                       net_bits_per_dim=(header.payload_bits - initial) / dims)
+    report["chunk_table"] = [{"images": describe_range(c.images), "method": c.method, "payload_bytes": len(c.payload),
+                              **({"damage": c.damage} if c.damage else {})} for c in header.chunks]
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    table = report.pop("chunk_table")
     for key, value in report.items():
         click.echo(f"{key:<18s}{value:.4f}" if isinstance(value, float) else f"{key:<18s}{value}")
+    if len(table) > 1 or any("damage" in row for row in table):
+        for number, row in enumerate(table, 1):
+            click.echo(f"  chunk {number:<6d}{row['images']:<22s}{row['method']:<10s}{row['payload_bytes']:>10d} bytes"
+                       + (f"  DAMAGED: {row['damage']}" if "damage" in row else ""))
 
 
 @main.command()

@@ -18,6 +18,7 @@ import constriction
 import numpy as np
 
 from .errors import SerecodecError
+from .inputs import require_bilevel
 from .paths import MODELS_DIR
 
 PIXEL_BITS = 24
@@ -50,7 +51,7 @@ def context_bits(height: int, width: int) -> int:
 
 def contexts(images: np.ndarray) -> np.ndarray:
     """Context number of every pixel, (N, H, W) int64; pixels outside the image count as 0."""
-    images = np.asarray(images, dtype=np.int64)
+    images = require_bilevel(np.ascontiguousarray(images), "context model input").astype(np.int64)
     n, height, width = images.shape
     padded = np.pad(images, ((0, 0), (PAD_TOP, 0), (PAD_SIDE, PAD_SIDE)))
     ctx = np.zeros(images.shape, dtype=np.int64)

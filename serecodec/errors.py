@@ -25,3 +25,8 @@ class LimitError(SerecodecError, ValueError):
 
 class VerificationError(SerecodecError, RuntimeError):
     """A fresh archive did not decode to its input: a bug, never written to disk."""
+
+
+class ModelUnavailable(ArchiveError):
+    """The archive names a coding model that is neither given, shipped nor installed: the
+    archive may be intact, but this installation cannot decode it."""

@@ -16,8 +16,10 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from .archive import MAX_IMAGE_PIXELS, MAX_NAME_BYTES, check_image_shape, name_bytes
+from .container.limits import MAX_IMAGE_PIXELS, MAX_NAME_BYTES, check_image_shape
+from .container.wire import name_bytes
 from .errors import InputError, LimitError
+from .inputs import binary_or_none
 
 IMAGE_SUFFIXES = {".png", ".pbm", ".pgm", ".ppm", ".pnm", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # Pillow format name -> the archive's format name (what the image is written back as)
@@ -30,7 +32,6 @@ def _to_binary(array: np.ndarray, path, threshold: Optional[float]) -> np.ndarra
     if threshold is not None:
         scale = 255.0 if array.max(initial=0) > 1 else 1.0
         return (array.astype(np.float64) / scale >= threshold).astype(np.uint8)
-    from .codec import binary_or_none
     binary = binary_or_none(array)
     if binary is not None:
         return binary

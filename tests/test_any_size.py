@@ -4,7 +4,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serecodec.archive import Archive
 from serecodec.bitsback import from_tiles, tile_count, tile_masks, to_tiles
 from serecodec.codec import Codec
 from serecodec.synthetic import line_art, qr_code, text_page
@@ -39,7 +38,7 @@ def test_mixed_sizes_round_trip_in_one_archive(codec, mixed, method):
 
 def test_runs_of_equal_sizes_cost_almost_nothing(codec, digits):
     squares = digits[:50].reshape(-1, 28, 28)
-    one = Archive.from_bytes(codec.compress(squares, method="deflate"))
+    one = codec.read(codec.compress(squares, method="deflate"))
     assert one.sizes == [(28, 28, 50)]
 
 
@@ -96,14 +95,16 @@ def test_api_accepts_one_image_bool_and_0_255_and_refuses_empty(codec, digits):
             codec.compress(bad)
 
 
-def test_stream_to_a_file_and_iterate_the_archive(codec, digits, tmp_path):
+def test_stream_to_a_file_and_iterate_the_archive(digits, tmp_path):
     squares = digits[:40].reshape(-1, 28, 28)
+    codec = Codec(chunk_pixels=16 * 784)                     # a chunk closes every 16 digits
     with codec.stream(tmp_path / "s.sere") as stream:
         stream.append(squares[0])
         stream.append(squares[1:40])
     data = (tmp_path / "s.sere").read_bytes()
-    chunks = list(codec.iter_decompress(data, batch=16))
-    assert [len(c) for c in chunks] == [16, 16, 8] and np.array_equal(np.concatenate(chunks), squares)
+    for source in (data, tmp_path / "s.sere"):                 # from bytes, and from the file chunk by chunk
+        chunks = list(codec.iter_decompress(source))
+        assert [len(c) for c in chunks] == [16, 16, 8] and np.array_equal(np.concatenate(chunks), squares)
     with pytest.raises(ZeroDivisionError):
         with codec.stream(tmp_path / "t.sere") as stream:
             stream.append(squares[0])

@@ -5,7 +5,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serecodec.archive import Archive, ArchiveError, _Reader, run_lengths, varints
+from serecodec.container import Archive, Chunk, parse
+from serecodec.container.wire import Reader, run_lengths, varints
+from serecodec.errors import ArchiveError
 from serecodec.bitsback import initial_word_count
 from serecodec.codec import Codec
 from serecodec.export import export_coding_model
@@ -64,7 +66,7 @@ def test_generated_binary_images_round_trip(codec, pixel_lists):
 def test_many_small_batches_chain_on_one_stack(squares):
     codec = Codec(max_batch=3)
     data = codec.compress(squares[:60], method="bits-back")
-    assert len(codec.read(data).batch_sizes) >= 20
+    assert len(codec.read(data).chunks[0].fields["batch_sizes"]) >= 20
     assert np.array_equal(codec.decompress(data), squares[:60])
 
 
@@ -77,7 +79,7 @@ def test_names_survive(codec, squares):
 def test_every_flipped_payload_byte_is_detected(codec, squares):
     data = codec.compress(squares[:20], method="bits-back")
     archive = codec.read(data)
-    payload_start = len(data) - 8 - len(archive.payload)
+    payload_start = len(data) - 8 - len(archive.chunks[0].payload)
     rng = np.random.default_rng(0)
     for pos in rng.choice(np.arange(payload_start, len(data) - 8), size=12, replace=False):
         broken = bytearray(data)
@@ -89,9 +91,12 @@ def test_every_flipped_payload_byte_is_detected(codec, squares):
 
 
 def reseal(data: bytes) -> bytes:
-    """A format-3 archive with its archive checksum recomputed: what a hostile file would carry."""
-    import zlib
-    return data[:-4] + (zlib.crc32(data[:-4]) & 0xFFFFFFFF).to_bytes(4, "little")
+    """An archive with its checksums over stored bytes recomputed: what a hostile file would carry."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from fuzz import reseal as fuzz_reseal
+    return fuzz_reseal(data)
 
 
 def test_header_damage_and_truncation_are_detected(codec, squares):
@@ -101,15 +106,18 @@ def test_header_damage_and_truncation_are_detected(codec, squares):
     with pytest.raises(ArchiveError, match="version 9"):
         codec.decompress(data[:4] + b"\x09" + data[5:])
     with pytest.raises(ArchiveError, match="checksum"):
-        codec.decompress(data[:7] + bytes(16) + data[23:])
+        codec.decompress(data[:10] + bytes(6) + data[16:])
+    at = data.index(bytes.fromhex(codec.model.hash)[:16])          # the chunk names its coding model
+    with pytest.raises(ArchiveError, match="checksum"):
+        codec.decompress(data[:at] + bytes(16) + data[at + 16:])
     with pytest.raises(ArchiveError, match="coding model"):
-        codec.decompress(reseal(data[:7] + bytes(16) + data[23:]))
+        codec.decompress(reseal(data[:at] + bytes(16) + data[at + 16:]))
     for cut in (3, 40, len(data) // 2, len(data) - 1):
         with pytest.raises(ArchiveError, match="truncated|checksum"):
             codec.decompress(data[:cut])
-    with pytest.raises(ArchiveError, match="checksum"):
+    with pytest.raises(ArchiveError, match="after the last chunk"):
         codec.decompress(data + b"\0")
-    with pytest.raises(ArchiveError, match="unexpected bytes"):
+    with pytest.raises(ArchiveError, match="after the last chunk"):
         codec.decompress(reseal(data[:-4] + b"\0" + data[-4:]))
 
 
@@ -195,18 +203,21 @@ def test_coding_model_file_round_trip_and_hash(tmp_path, other_model):
 
 
 def test_archive_header_fields_round_trip():
-    archive = Archive("bits-back", [(28, 28, 2), (5, 7, 1)], bytes(range(20)), content_crc=1234, model_hash="ab" * 32,
-                      batch_sizes=[1, 2], names=["a", "b", "c"], formats=["png", "npy", "tiff-g4"])
-    again = Archive.from_bytes(archive.to_bytes())
-    assert again.names == ["a", "b", "c"] and again.batch_sizes == [1, 2] and again.content_crc == 1234
-    assert again.payload == archive.payload and again.model_hash == "ab" * 16 and again.formats == archive.formats
-    assert again.shapes == [(28, 28), (28, 28), (5, 7)] and again.count == 3 and again.version == 3
-    assert again.made_with("ab" * 32) and not again.made_with("ac" * 32)
+    chunks = [Chunk(3, 2, params=b"xyz", payload=bytes(range(20)), pixel_crc=1234),
+              Chunk(2, 1, first=2, params=b"\1", payload=b"abc", pixel_crc=99)]
+    archive = Archive([(28, 28, 2), (5, 7, 1)], chunks, names=["a", "b", "c"], formats=["png", "npy", "tiff-g4"])
+    again = parse(archive.to_bytes())
+    assert again.names == ["a", "b", "c"] and again.formats == archive.formats and again.version == 4
+    assert again.shapes == [(28, 28), (28, 28), (5, 7)] and again.count == 3
+    assert [(c.code, c.count, c.first, c.params, c.payload, c.damage) for c in again.chunks] == \
+        [(3, 2, 0, b"xyz", bytes(range(20)), ""), (2, 1, 2, b"\1", b"abc", "")]
+    assert [c.content_crc for c in again.chunks] == [c.content_crc for c in chunks]
+    assert again.meta_raw == archive.meta_bytes()
 
 
 def test_varints_and_runs_round_trip():
     values = [0, 1, 127, 128, 300, 2 ** 32 + 5, 2 ** 60]
-    reader = _Reader(varints(*values))
+    reader = Reader(varints(*values))
     assert [reader.varint("x") for _ in values] == values and not reader.remaining()
     assert len(varints(127)) == 1 and len(varints(128)) == 2
     assert run_lengths([256, 256, 256, 17, 1, 1]) == [[256, 3], [17, 1], [1, 2]]
@@ -230,11 +241,11 @@ def test_versions_1_and_2_still_decode(squares, version):
 
 
 def test_small_archives_have_short_headers(codec, squares):
-    for method, header in (("deflate", 21), ("adaptive", 22), ("context", 22)):
+    for method, header in (("deflate", 29), ("adaptive", 30), ("context", 30)):
         data = codec.compress(squares[:1], method=method)
         archive = codec.read(data)
-        assert archive.method == method and archive.model_hash == ""
-        assert len(data) - len(archive.payload) == header
+        assert archive.method == method and archive.fields_of("model_hash") == []
+        assert len(data) - len(archive.chunks[0].payload) == header
         assert np.array_equal(codec.decompress(data), squares[:1])
 
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from serecodec.archive import raw_deflate, varints
+from serecodec.container.wire import raw_deflate, varints
 from serecodec.cli import main
 from serecodec.codec import Codec
 from serecodec.errors import SerecodecError

@@ -1,0 +1,31 @@
+"""The adaptive context model: JBIG2's 16-pixel template with counts that adapt as it codes,
+started from fitted initial counts; any size, no model file, no initial bits."""
+from __future__ import annotations
+
+from ..errors import ArchiveError
+from .base import Encoded, PayloadMethod, split_flat
+
+
+class Adaptive(PayloadMethod):
+    name, code = "adaptive", 2
+    pixels_per_byte = 8 * 45426           # probabilities are at most 1 - 2^-16
+
+    def params_bytes(self, fields: dict) -> bytes:
+        return bytes([fields["table"]])
+
+    def read_params(self, raw: bytes, payload_bytes: int) -> dict:
+        if len(raw) != 1:
+            raise ArchiveError("corrupted archive: bad adaptive parameters")
+        return {"table": raw[0]}
+
+    def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
+        return Encoded(models.adaptive.encode(images), {"table": models.adaptive.table_id})
+
+    def validate(self, chunk, shapes, models, unordered) -> None:
+        if chunk.fields["table"] != models.adaptive.table_id:
+            raise ArchiveError(f"archive uses adaptive table {chunk.fields['table']}; this version of serecodec "
+                               f"has table {models.adaptive.table_id}")
+        super().validate(chunk, shapes, models, unordered)
+
+    def decode(self, chunk, shapes, models, progress=None) -> list:
+        return split_flat(models.adaptive.decode(chunk.payload, shapes), shapes)

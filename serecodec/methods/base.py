@@ -1,0 +1,79 @@
+"""What every payload method is: a name, an archive code, and encode/decode/validate over its
+own header fields. The container stores a chunk's method code, parameter bytes and payload;
+the method alone gives them meaning, so adding one touches its module and the registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..container import Chunk
+from ..errors import ArchiveError
+from .models import Models
+
+Progress = Optional[Callable[[int], None]]
+
+
+@dataclass
+class Encoded:
+    """A method's output for one chunk: its payload and its header fields (``fields``, which
+    ``params_bytes`` writes and ``read_params`` reads back)."""
+
+    payload: bytes
+    fields: dict = field(default_factory=dict)
+    verified: Optional[bool] = None      # True when the method checked its own output while encoding
+
+
+class PayloadMethod:
+    """A way to code a run of images. Subclasses set ``name``, ``code`` and, when a payload byte
+    can stand for at most so many pixels, ``pixels_per_byte`` (checked before any allocation)."""
+
+    name: str = ""
+    code: int = -1
+    pixels_per_byte: Optional[int] = None
+    unordered_saves: bool = False        # codes a collection as a multiset (saves log2 N!)
+
+    # -- header fields ---------------------------------------------------------------------------
+    def params_bytes(self, fields: dict) -> bytes:
+        return b""
+
+    def read_params(self, raw: bytes, payload_bytes: int) -> dict:
+        if raw:
+            raise ArchiveError(f"corrupted archive: {self.name} takes no parameters")
+        return {}
+
+    # -- coding ------------------------------------------------------------------------------------
+    def refuses(self, images, models: Models) -> Optional[str]:
+        """Why this method cannot code ``images`` (None when it can)."""
+        return None
+
+    def worth_trying(self, images, models: Models, best_bytes: Optional[int]) -> bool:
+        """Whether ``auto`` should try it on ``images``, the best candidate so far being ``best_bytes``."""
+        return True
+
+    def encode(self, images, models: Models, progress: Progress = None, verify: bool = False,
+               unordered: bool = False) -> Encoded:
+        raise NotImplementedError
+
+    def validate(self, chunk: Chunk, shapes: list, models: Models, unordered: bool) -> None:
+        """Check ``chunk.fields`` against the chunk's image shapes and the limits before decoding
+        allocates anything; ArchiveError otherwise."""
+        if self.pixels_per_byte is None:
+            return
+        pixels = sum(h * w for h, w in shapes)
+        from ..container.limits import PAYLOAD_SLACK_PIXELS
+        if pixels > self.pixels_per_byte * len(chunk.payload) + PAYLOAD_SLACK_PIXELS:
+            raise ArchiveError(f"corrupted archive: {len(chunk.payload)} payload bytes cannot hold {pixels:,} pixels")
+
+    def decode(self, chunk: Chunk, shapes: list, models: Models, progress: Progress = None) -> list:
+        raise NotImplementedError
+
+
+def split_flat(flat: np.ndarray, shapes) -> list:
+    """Cut a flat pixel run into images of the given shapes."""
+    out, start = [], 0
+    for height, width in shapes:
+        out.append(flat[start:start + height * width].reshape(height, width))
+        start += height * width
+    return out

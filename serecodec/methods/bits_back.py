@@ -1,0 +1,176 @@
+"""Bits-back ANS over the learned SeRe-VAE hierarchy (``serecodec.bitsback``), on tiles of the
+coding model's input size. It owns its header fields: the coding model's hash, the importance
+particles K, the warm-start image count, whether the chunk is a multiset (unordered), and the
+batch sizes."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..container.wire import Reader, encode_runs, run_lengths, varints
+from ..errors import ArchiveError
+from .base import Encoded, PayloadMethod
+from .models import MAX_PARTICLES
+
+HASH_BYTES = 16
+VERIFY_STRETCH = 1024    # images encoded between two stack snapshots (the unit of overlapped verification)
+
+
+class BitsBack(PayloadMethod):
+    name, code = "bits-back", 3
+    unordered_saves = True
+
+    def params_bytes(self, fields: dict) -> bytes:
+        return (bytes.fromhex(fields["model_hash"])[:HASH_BYTES]
+                + varints(fields["particles"], fields["warm_images"], int(fields["multiset"]))
+                + encode_runs(run_lengths(fields["batch_sizes"])))
+
+    def read_params(self, raw: bytes, payload_bytes: int) -> dict:
+        reader = Reader(raw)
+        fields = {"model_hash": reader.take(HASH_BYTES, "bits-back parameters").hex()}
+        fields["particles"], fields["warm_images"], multiset = (reader.varint("bits-back parameters")
+                                                                for _ in range(3))
+        if fields["particles"] < 1 or multiset > 1:
+            raise ArchiveError("corrupted archive: bad bits-back parameters")
+        fields["multiset"] = bool(multiset)
+        fields["batch_sizes"] = reader.batch_runs(payload_bytes)
+        if reader.remaining():
+            raise ArchiveError("corrupted archive: bad bits-back parameters")
+        return fields
+
+    # -- encoding ----------------------------------------------------------------------------------
+    def worth_trying(self, images, models, best_bytes) -> bool:
+        """Estimate the bits-back size from the model's -ELBO on a sample of tiles (no coding)."""
+        from ..bitsback import initial_word_count, tile_count, to_tiles
+        model = models.coding
+        shapes = [image.shape for image in images]
+        if best_bytes is None:
+            return True
+        initial_bits = 32 * initial_word_count(model, models.particles)     # what a cold start pays; a warm
+        if initial_bits / 8 > best_bytes:                                  # start pays about as much in kind
+            return False
+        picks = np.unique(np.linspace(0, len(shapes) - 1, num=min(len(shapes), 64)).astype(int))
+        sample_tiles, _ = to_tiles([images[i] for i in picks], model.tile_shape)
+        if len(sample_tiles) > 256:
+            sample_tiles = sample_tiles[np.linspace(0, len(sample_tiles) - 1, 256).astype(int)]
+        with models.limited():
+            nats = model.expected_rate(sample_tiles)["neg_elbo_nats"]
+        estimate_bytes = (tile_count(shapes, model.tile_shape) * nats / np.log(2) + initial_bits) / 8
+        return estimate_bytes < 1.1 * best_bytes
+
+    def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
+        model = models.coding
+        if unordered:
+            encoder = self._encoder(models, warm=False)
+            with models.limited():
+                encoder.push_unordered(images, model.tile_shape)
+            if progress:
+                progress(len(images))
+        else:
+            encoder = self._encode_ordered(images, models, progress, verify)
+        fields = dict(model_hash=model.hash, particles=models.particles, warm_images=encoder.warm_images,
+                      multiset=unordered, batch_sizes=list(encoder.batch_sizes))
+        return Encoded(encoder.compressed().astype("<u4").tobytes(), fields,
+                       verified=encoder.verified if not unordered and verify else None)
+
+    def _encoder(self, models, warm: bool):
+        from ..bitsback import BitsBackEncoder
+        return BitsBackEncoder(models.coding, models.max_batch, models.warm() if warm and models.warm_start else None,
+                               models.particles)
+
+    def _encode_ordered(self, images, models, progress, verify: bool):
+        """Bits-back over tiles, warm-started by the first images when they are small enough.
+
+        ``verify``: check every stretch of VERIFY_STRETCH images by decoding it from the stack it left
+        (``bitsback.verify_segment``) in a second thread while the next stretch encodes; the
+        encoder's ``verified`` is then True only if every stretch came back exactly."""
+        from ..bitsback import WarmStartTooLarge, to_tiles, verify_segment, verify_warm
+        model = models.coding
+        for warm in (True, False):
+            encoder = self._encoder(models, warm)
+            start = 0
+            try:
+                while start < len(images) and encoder.needs_warmth():
+                    encoder.push_warm(images[start])
+                    start += 1
+            except WarmStartTooLarge:
+                continue
+            if progress and start:
+                progress(start)
+            checks = []
+            with models.limited(), ThreadPoolExecutor(max_workers=1) as pool:
+                before = encoder.compressed().copy() if verify else None    # snapshots only to verify
+                if verify and start:
+                    checks.append(pool.submit(verify_warm, before, models.warm(), [images[i] for i in range(start)]))
+                for first in range(start, len(images), VERIFY_STRETCH):
+                    stretch = images[first:first + VERIFY_STRETCH]
+                    tiles, masks = to_tiles(stretch, model.tile_shape)
+                    batches = len(encoder.batch_sizes)
+                    encoder.push(tiles, masks)
+                    if verify:
+                        after = encoder.compressed().copy()
+                        if len(checks) > 1:          # at most one stretch waits: memory stays flat
+                            checks[-2].result()
+                        checks.append(pool.submit(verify_segment, model, after, encoder.batch_sizes[batches:],
+                                                  tiles, masks, before, models.particles))
+                        before = after
+                    if progress:
+                        progress(len(stretch))
+                encoder.verified = all(check.result() for check in checks) if verify else None
+            return encoder
+        raise AssertionError("unreachable: a cold start has no size limit")
+
+    # -- decoding ----------------------------------------------------------------------------------
+    def validate(self, chunk, shapes, models, unordered) -> None:
+        from ..bitsback import WARM_MAX_PIXELS, WARM_MAX_TOTAL, tile_count
+        f = chunk.fields
+        if f["particles"] > MAX_PARTICLES:
+            raise ArchiveError(f"corrupted archive: {f['particles']} importance particles (at most {MAX_PARTICLES})")
+        if len(shapes) - f["warm_images"] > 8 * len(chunk.payload) + 64:
+            raise ArchiveError(f"corrupted archive: {len(chunk.payload)} payload bytes cannot hold "
+                               f"{len(shapes)} images")
+        if f["multiset"] and (f["warm_images"] or len(set(shapes)) > 1 or not unordered):
+            raise ArchiveError("corrupted archive: a multiset chunk holds images of one size, no warm start")
+        tile = models.coding_for(f["model_hash"]).tile_shape
+        warm = shapes[:f["warm_images"]]
+        tiles = tile_count(shapes[f["warm_images"]:], tile)
+        sizes = f["batch_sizes"]
+        if tiles > 8 * len(chunk.payload) + 64 or sum(sizes) != tiles or max(sizes, default=0) > 65535 or \
+                len(chunk.payload) % 4 or f["warm_images"] > len(shapes):
+            raise ArchiveError("corrupted archive: the bits-back batches do not match the image sizes")
+        if any(h * w > WARM_MAX_PIXELS for h, w in warm) or sum(h * w for h, w in warm) > WARM_MAX_TOTAL:
+            raise ArchiveError("corrupted archive: the warm start is larger than any encoder writes")
+
+    def decode(self, chunk, shapes, models, progress=None) -> list:
+        from ..bitsback import decode_images, decode_unordered, from_tiles, tile_masks
+        f = chunk.fields
+        model = models.coding_for(f["model_hash"])
+        tile, k = model.tile_shape, f["particles"]
+        words = np.frombuffer(chunk.payload, dtype="<u4").astype(np.uint32)
+        try:
+            with models.limited():
+                if f["multiset"]:
+                    return decode_unordered(model, words, f["batch_sizes"], shapes[0], tile, progress, k)
+                report = _tile_progress(progress, shapes, tile)
+                warm = f["warm_images"]
+                if warm:
+                    flat, warm_images = decode_images(model, words, f["batch_sizes"], report,
+                                                      masks=tile_masks(shapes[warm:], tile), warm=models.warm(),
+                                                      warm_shapes=shapes[:warm], particles=k)
+                    return warm_images + from_tiles(flat, shapes[warm:], tile)
+                flat = decode_images(model, words, f["batch_sizes"], report, masks=tile_masks(shapes, tile),
+                                     particles=k)
+        except ArchiveError as exc:
+            raise ArchiveError(f"corrupted archive: {exc}") from None
+        except (ValueError, RuntimeError) as exc:   # the coder refuses impossible states
+            raise ArchiveError(f"corrupted archive ({exc})") from None
+        return from_tiles(flat, shapes, tile)
+
+
+def _tile_progress(progress, shapes, tile):
+    """Progress in images from the decoder's progress in tiles (one image size only)."""
+    if not progress or len(set(shapes)) != 1:
+        return None
+    per_image = -(-shapes[0][0] // tile[0]) * -(-shapes[0][1] // tile[1])
+    return lambda tiles: progress(max(1, tiles // per_image))

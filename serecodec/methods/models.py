@@ -1,0 +1,89 @@
+"""The models the payload methods share, each loaded on first use, and the model lookup in one
+place: the coding model an archive names by hash is found here (shipped, installed, or the
+one the caller gave), never swapped into a codec behind its back."""
+from __future__ import annotations
+
+from ..errors import InputError, ModelUnavailable
+
+MAX_PARTICLES = 64          # importance particles per tile (bounds a hostile header's work)
+
+
+class Models:
+    """Settings and lazily loaded models for coding: the caller's coding model (``spec``: a
+    shipped name, a ``.coding.npz`` path or a ``CodingModel``; None: the default), the adaptive
+    and static context models, and the bits-back knobs."""
+
+    def __init__(self, spec=None, engine: str = "numpy", max_batch: int = 256, threads: int = 1,
+                 warm_start: bool = True, particles: int = 1) -> None:
+        if not 1 <= max_batch <= 65535:
+            raise InputError(f"max_batch must be in 1..65535, not {max_batch}")
+        if not 1 <= particles <= MAX_PARTICLES:
+            raise InputError(f"particles must be in 1..{MAX_PARTICLES}, not {particles}")
+        self.spec, self.engine = spec, engine
+        self.max_batch, self.threads, self.warm_start, self.particles = max_batch, threads, warm_start, particles
+        self._coding: dict = {}          # full hash -> CodingModel
+        self._default = None
+        self._adaptive = None
+        self._context = None
+
+    @property
+    def coding(self):
+        """The caller's coding model (bits-back encoding)."""
+        if self._default is None:
+            from ..coding_model import CodingModel, load_coding_model
+            from ..registry import resolve_coding_model
+            spec = self.spec
+            self._default = spec if isinstance(spec, CodingModel) else load_coding_model(
+                resolve_coding_model(spec), self.engine)
+            self._coding[self._default.hash] = self._default
+        return self._default
+
+    def coding_for(self, prefix: str):
+        """The coding model whose hash starts with ``prefix`` (what an archive names): the caller's
+        when it matches, else (if the caller named none) a shipped or installed one."""
+        if self.spec is not None:
+            self.coding                  # noqa: B018 (loads the caller's model into the cache)
+        for full, model in self._coding.items():
+            if full.startswith(prefix):
+                return model
+        if self.spec is None:
+            from ..coding_model import load_coding_model
+            from ..registry import find_by_hash
+            found = find_by_hash(prefix)
+            if found is None:
+                raise ModelUnavailable(f"archive needs coding model {prefix[:16]}…, which is neither shipped nor "
+                                   f"installed; pass it with --model")
+            model = load_coding_model(found, self.engine)
+            self._coding[model.hash] = model
+            return model
+        mine = self.coding
+        raise ModelUnavailable(f"archive was made with coding model {prefix[:16]}…, not this one ({mine.hash[:16]}…); "
+                           f"pass the matching --model")
+
+    @property
+    def adaptive(self):
+        """The adaptive context model (any size)."""
+        if self._adaptive is None:
+            from ..adaptive import load_adaptive_model
+            self._adaptive = load_adaptive_model()
+        return self._adaptive
+
+    @property
+    def context(self):
+        """The static digit context model (28x28 only)."""
+        if self._context is None:
+            from ..context_model import load_context_model
+            self._context = load_context_model()
+        return self._context
+
+    def limited(self):
+        """BLAS threads for the coder's products. One is the default: on a busy 2-core machine a
+        second OpenBLAS thread made encoding 16x slower (benchmarks/codec.py measures both)."""
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(limits=self.threads, user_api="blas")
+
+    def warm(self):
+        """The warm-start models (static digit model for 28x28 images, adaptive for the rest)."""
+        from ..bitsback import WarmStart
+        return WarmStart(self.adaptive, self.context)
+

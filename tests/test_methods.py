@@ -1,0 +1,166 @@
+"""Every payload method through one round-trip harness; format 4's chunks (salvage, streaming,
+independence); archives of formats 1-3 written by the release before format 4 decode as they did."""
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serecodec.codec import Codec, plan_chunks
+from serecodec.errors import ArchiveError, InputError
+from serecodec.methods import METHOD_NAMES, REGISTRY, by_code, by_name
+from serecodec.synthetic import text_page
+
+LEGACY = Path(__file__).resolve().parent / "data" / "legacy"
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return Codec()
+
+
+@pytest.fixture(scope="module")
+def squares(digits):
+    return digits.reshape(-1, 28, 28)
+
+
+def _cases(squares):
+    rng = np.random.default_rng(3)
+    page = text_page(rng, size=(160, 96), font_size=12)
+    return {
+        "one pixel": [np.ones((1, 1), np.uint8)],
+        "one digit": squares[:1],
+        "digits": squares[:40],
+        "thin": [np.zeros((3, 57), np.uint8), rng.integers(0, 2, (57, 3)).astype(np.uint8)],
+        "mixed": [squares[0], np.ones((1, 1), np.uint8), rng.integers(0, 2, (27, 29)).astype(np.uint8),
+                  squares[1][:20, :11]],
+        "page": [page],
+    }
+
+
+def _same(decoded, images) -> bool:
+    return len(decoded) == len(images) and all(np.array_equal(a, b) for a, b in zip(decoded, images))
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES + ("auto",))
+def test_every_method_round_trips_every_shape(codec, squares, method):
+    for label, images in _cases(squares).items():
+        refusal = None if method == "auto" else by_name(method).refuses(
+            images if isinstance(images, np.ndarray) else images, codec.models)
+        if refusal is not None and not (isinstance(images, np.ndarray) and images.shape[1:] == (28, 28)):
+            with pytest.raises(InputError):
+                codec.compress(images, method=method)
+            continue
+        names = [f"{label}/{i}" for i in range(len(images))]
+        data = codec.compress(images, method=method, names=names, formats=["pbm"] * len(images))
+        archive = codec.read(data)
+        assert archive.names == names and archive.formats == ["pbm"] * len(images)
+        assert method == "auto" or archive.method == method
+        assert _same(codec.decompress(data), images), (method, label)
+
+
+def test_registry_codes_are_unique_and_stable():
+    assert {m.name: m.code for m in REGISTRY.values()} == {"adaptive": 2, "deflate": 0, "context": 1,
+                                                           "bits-back": 3}
+    for method in REGISTRY.values():
+        assert by_code(method.code) is method
+    with pytest.raises(ArchiveError):
+        by_code(200)
+
+
+def test_chunks_are_planned_by_pixels():
+    assert plan_chunks([(28, 28)] * 10, 4 * 784) == [(0, 4), (4, 8), (8, 10)]
+    assert plan_chunks([(1000, 1000), (1, 1), (28, 28)], 4 * 784) == [(0, 1), (1, 3)]
+    assert plan_chunks([(2, 2)], 1) == [(0, 1)]
+
+
+def test_each_chunk_keeps_its_own_method(squares):
+    codec = Codec(chunk_pixels=20 * 784)
+    report = []
+    images = list(squares[:40]) + [np.zeros((28, 28), np.uint8)] * 30
+    data = codec.compress(images, report=report)
+    archive = codec.read(data)
+    assert [c.count for c in archive.chunks] == [20, 20, 20, 10] == [r.count for r in report]
+    assert [c.method for c in archive.chunks] == [r.method for r in report]
+    assert all(r.bytes == min(v for v in r.candidates.values() if isinstance(v, int)) for r in report)
+    assert _same(codec.decompress(data), images)
+
+
+def test_a_flipped_byte_loses_one_chunk_and_salvage_restores_the_rest(squares):
+    codec = Codec(chunk_pixels=25 * 784)
+    data = codec.compress(squares[:100], method="bits-back")
+    archive = codec.read(data)
+    assert len(archive.chunks) == 4
+    broken = bytearray(data)
+    broken[len(data) // 2] ^= 0x04
+    with pytest.raises(ArchiveError, match=r"chunk \d of 4 \(images \d+-\d+\)"):
+        codec.decompress(bytes(broken))
+    rescued = codec.salvage(bytes(broken))
+    assert len(rescued.lost) == 1 and rescued.restored == 75
+    number, span, reason = rescued.lost[0]
+    assert all(rescued.images[i] is None for i in span) and "checksum" in reason
+    for i, image in enumerate(rescued.images):
+        assert image is None or np.array_equal(image, squares[i])
+
+
+def test_truncated_archive_salvages_its_whole_chunks(squares):
+    codec = Codec(chunk_pixels=10 * 784)
+    data = codec.compress(squares[:30], method="adaptive")
+    rescued = codec.salvage(data[:len(data) - 5])
+    assert rescued.restored == 20 and [n for n, _, _ in rescued.lost] == [3]
+
+
+def test_streaming_decode_reads_one_chunk_at_a_time(squares, tmp_path):
+    codec = Codec(chunk_pixels=10 * 784)
+    data = codec.compress(squares[:45], method="bits-back")
+    path = tmp_path / "a.sere"
+    path.write_bytes(data)
+
+    class Counting(io.BytesIO):
+        most = 0
+
+        def read(self, size=-1):
+            assert size != -1, "a streaming reader never reads to the end at once"
+            part = super().read(size)
+            Counting.most = max(Counting.most, len(part))
+            return part
+
+    got = list(codec.iter_decompress(Counting(data)))
+    assert [len(g) for g in got] == [10, 10, 10, 10, 5]
+    assert Counting.most < len(data) // 3                    # never the whole archive
+    assert np.array_equal(np.concatenate(got), squares[:45])
+    assert np.array_equal(np.concatenate(list(codec.iter_decompress(str(path)))), squares[:45])
+    broken = bytearray(data)
+    broken[-20] ^= 1
+    with pytest.raises(ArchiveError):
+        list(codec.iter_decompress(io.BytesIO(bytes(broken))))
+
+
+def test_chunks_are_independent_of_each_other(squares):
+    """A chunk's bytes depend only on its images: the same images coded alone give the same body."""
+    codec = Codec(chunk_pixels=10 * 784)
+    both = codec.read(codec.compress(squares[:20], method="bits-back"))
+    alone = codec.read(codec.compress(squares[10:20], method="bits-back"))
+    assert both.chunks[1].payload == alone.chunks[0].payload and both.chunks[1].params == alone.chunks[0].params
+
+
+def test_archives_written_before_format_4_decode_as_they_did(codec):
+    """tests/data/legacy: format 1-3 archives of every method written by the release before
+    format 4, and what that release decoded them to (pixels, names, formats)."""
+    meta = json.loads((LEGACY / "expected.json").read_text())
+    pixels = np.load(LEGACY / "expected.npz")
+    assert {m["version"] for m in meta.values()} == {1, 2, 3}
+    assert {m["method"] for m in meta.values()} == set(METHOD_NAMES)
+    for kind, m in meta.items():
+        data = (LEGACY / f"{kind}.sere").read_bytes()
+        archive = codec.read(data)
+        assert archive.version == m["version"] and archive.method == m["method"], kind
+        assert archive.names == m["names"] and archive.formats == m["formats"], kind
+        decoded = codec.decompress(data)
+        assert _same(decoded, [pixels[f"{kind}/{i}"] for i in range(m["count"])]), kind
+        if m["version"] == 3:                    # formats 1-2 left parts of their headers unchecked
+            broken = bytearray(data)
+            broken[len(data) // 2] ^= 0x20
+            with pytest.raises(ArchiveError):
+                codec.decompress(bytes(broken))
