@@ -63,6 +63,28 @@ class WarmStartTooLarge(ValueError):
     """The first images are too large (or too many) for a warm start; use initial words instead."""
 
 
+class ScheduleUnaffordable(RuntimeError):
+    """A scheduled batch needs more bits than the stack holds; encode with explicit sizes instead."""
+
+
+def scheduled_batch(tiles_done: int, divisor: int, max_batch: int) -> int:
+    """The batch size a schedule takes after ``tiles_done`` tiles: it grows with the stack (whose
+    bits grow with the tiles coded), so the sizes need not be stored: ``schedule_sizes``."""
+    return min(max_batch, max(1, tiles_done // divisor))
+
+
+def schedule_sizes(push_tiles: Iterable[int], divisor: int, max_batch: int) -> list:
+    """The batch sizes an encoder following the schedule wrote for pushes of these tile counts."""
+    sizes, done = [], 0
+    for tiles in push_tiles:
+        while tiles:
+            size = min(scheduled_batch(done, divisor, max_batch), tiles)
+            sizes.append(size)
+            tiles -= size
+            done += size
+    return sizes
+
+
 class StackIntegrityError(ArchiveError):
     """Decoding did not restore the initial stack: the payload is corrupt or from another model."""
 
@@ -87,15 +109,18 @@ def initial_words(model: CodingModel, seed: int = 0x5E2E, particles: int = 1) ->
 class BitsBackEncoder:
     """Appends batches of binary images to one ANS stack."""
 
-    def __init__(self, model: CodingModel, max_batch: int = 256, warm=None, particles: int = 1) -> None:
+    def __init__(self, model: CodingModel, max_batch: int = 256, warm=None, particles: int = 1,
+                 divisor: Optional[int] = None) -> None:
         """``warm``: an adaptive context model to start from an empty stack (warm start), coding
         the first images with it until the stack can pay for bits-back; None: initial words.
-        ``particles``: K > 1 codes each tile with importance-weighted bits-back (BB-IS)."""
+        ``particles``: K > 1 codes each tile with importance-weighted bits-back (BB-IS).
+        ``divisor``: batch sizes follow ``scheduled_batch`` (not stored), or ScheduleUnaffordable."""
         if not 1 <= max_batch <= 65535:   # the archive stores batch sizes as uint16
             raise ValueError(f"max_batch must be in 1..65535, not {max_batch}")
         if not 1 <= particles <= MAX_PARTICLES:
             raise ValueError(f"particles must be in 1..{MAX_PARTICLES}, not {particles}")
         self.model, self.max_batch, self.warm, self.particles = model, max_batch, warm, particles
+        self.divisor, self.tiles_done = divisor, 0
         self.coder = constriction.stream.stack.AnsCoder(
             *(() if warm else (initial_words(model, particles=particles),)))
         self.batch_sizes: list[int] = []
@@ -127,11 +152,18 @@ class BitsBackEncoder:
         images = require_bilevel(np.ascontiguousarray(images), "bits-back tiles").reshape(len(images), -1)
         start = 0
         while start < len(images):
-            size = min(self.affordable_batch(), len(images) - start)
+            affordable = self.affordable_batch()
+            if self.divisor:
+                size = min(scheduled_batch(self.tiles_done, self.divisor, self.max_batch), len(images) - start)
+                if size > affordable:
+                    raise ScheduleUnaffordable(f"batch {len(self.batch_sizes)} needs {size} tiles' bits")
+            else:
+                size = min(affordable, len(images) - start)
             if size == 0:
                 raise RuntimeError("bits-back stack has too few bits for even one image")
             self._encode_batch(images[start:start + size], None if masks is None else masks[start:start + size])
             self.batch_sizes.append(size)
+            self.tiles_done += size
             start += size
 
     def push_unordered(self, images: np.ndarray, tile: tuple) -> None:

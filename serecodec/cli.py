@@ -127,10 +127,13 @@ def _write_stdout(data: bytes) -> None:
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing archive.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the inputs (always the case; accepted for gzip habits).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-@click.option("-v", "--verbose", is_flag=True, help="Say which method was chosen and its size per image.")
+@click.option("--skip-other", is_flag=True, help="Leave out files of input directories that are not images "
+                                                 "(each named in a warning); without it they stop the run.")
+@click.option("-v", "--verbose", is_flag=True, help="Per chunk: the method kept, its size, and what the others "
+                                                    "came to (or why they were not tried).")
 @friendly_errors
 def compress(inputs, output, to_stdout, model, threshold, method, no_names, unordered, particles, no_verify, force, keep,
-             quiet, verbose):
+             skip_other, quiet, verbose):
     """Compress image files (any size), directories of them, .npy arrays (N, H, W) of 0/1, or '-'
     (stdin) into one archive."""
     from .codec import Codec, as_images
@@ -143,6 +146,10 @@ def compress(inputs, output, to_stdout, model, threshold, method, no_names, unor
         if len(inputs) != 1 or inputs[0] == "-" or Path(inputs[0]).is_dir():
             raise InputError("give -o ARCHIVE (or -c) when compressing several inputs, a directory or stdin")
         output = inputs[0] + SUFFIX
+    elif output != "-" and Path(output).is_dir():
+        if len(inputs) != 1 or inputs[0] == "-" or Path(inputs[0]).is_dir():
+            raise InputError(f"{output}: is a directory; give the archive's file name")
+        output = str(Path(output) / (Path(inputs[0]).name + SUFFIX))      # like cp FILE DIR/
     out_path = None if output == "-" else Path(output)
     if out_path is not None:
         _refuse_existing(out_path, force)
@@ -150,28 +157,54 @@ def compress(inputs, output, to_stdout, model, threshold, method, no_names, unor
             if given != "-" and (_same_file(out_path, Path(given)) or out_path.resolve() == Path(given).resolve()):
                 raise InputError(f"{out_path}: is also an input; choose another output")
     stdin = sys.stdin.buffer.read() if "-" in inputs else None
-    images, names, formats = collect_inputs(list(inputs), threshold, stdin)
+    found = collect_inputs(list(inputs), threshold, stdin)
+    for other in found.others:
+        click.echo(f"serecodec: {'warning' if skip_other else 'error'}: {other}: not an image file"
+                   + (" (left out)" if skip_other else ""), err=True)
+    if found.others and not skip_other:
+        raise InputError(f"{len(found.others)} input file(s) are not images; nothing written "
+                         f"(--skip-other leaves them out)")
     if threshold is not None and not quiet:
         click.echo(f"serecodec: warning: --threshold {threshold} binarized the input; the archive is lossless "
                    f"only with respect to the binarized pixels", err=True)
-    images = as_images(images)
-    if unordered and names is not None and not no_names:
+    images, names, formats, arrays = as_images(found.images), found.names, found.formats, found.arrays
+    only_arrays = set(formats) == {"npy"}
+    if no_names or (unordered and only_arrays):
+        names, arrays = None, []
+    if unordered and names is not None:
         raise InputError("--unordered restores images in canonical order, so it cannot keep file names; "
                          "add --no-names")
     codec = Codec(model, particles=particles)
+    report: list = []
     with _progress(len(images), "compress", quiet) as bar:
-        data = codec.compress(images, None if no_names else names, progress=bar.update, method=method,
-                              formats=None if set(formats) == {"npy"} else formats, ordered=not unordered,
-                              verify=not no_verify)
+        data = codec.compress(images, names, progress=bar.update, method=method,
+                              formats=None if only_arrays and not arrays else formats, ordered=not unordered,
+                              verify=not no_verify, report=report, arrays=arrays or None,
+                              headers=None if unordered else found.headers)
     if out_path is None:
         _write_stdout(data)
     else:
         atomic_write_bytes(out_path, data)
+    pixels = sum(image.size for image in images)
+    if verbose:
+        _report_chunks(report, images)
     if not quiet and out_path is not None:
-        pixels = sum(image.size for image in images)
         used = codec.read(data).method
         click.echo(f"{len(images)} images -> {out_path}: {len(data)} bytes, "
                    f"{8 * len(data) / pixels:.4f} bits/dim ({used})", err=True)
+
+
+def _report_chunks(report: list, images) -> None:
+    """-v: per chunk the method kept, its rate, and the other candidates' sizes or reasons."""
+    from .codec import describe_range
+    for number, chunk in enumerate(report, 1):
+        pixels = sum(images[i].size for i in range(chunk.first, chunk.first + chunk.count))
+        others = ", ".join(f"{name} {value:,} bytes" if isinstance(value, int) else f"{name} {value}"
+                           for name, value in chunk.candidates.items() if name != chunk.method)
+        click.echo(f"chunk {number} ({describe_range(range(chunk.first, chunk.first + chunk.count))}, "
+                   f"{pixels:,} pixels): {chunk.method} {chunk.bytes:,} bytes = {8 * chunk.bytes / pixels:.4f} "
+                   f"bits/dim, {chunk.bytes / chunk.count:,.1f} bytes/image" + (f"; {others}" if others else ""),
+                   err=True)
 
 
 def _default_target(archive: str, count: int) -> Path:
@@ -229,10 +262,9 @@ def decompress(archive, output, to_stdout, as_npy, model, force, keep, salvage, 
     formats = [(header.formats or ["png"] * header.count)[i] for i in kept]
     stored = header.names or [f"image_{i:05d}" for i in range(header.count)]
     names = [stored[i] for i in kept]
-    whole = not lost
     if as_npy:
-        blob = _npy_bytes(images if whole else list(images), names)
-        suffix = ".npy" if whole and isinstance(images, np.ndarray) else ".npz"
+        blob = _npy_bytes(images if not lost else list(images), names)
+        suffix = ".npy" if not lost and isinstance(images, np.ndarray) else ".npz"
         if output == "-":
             _write_stdout(blob)
             return
@@ -241,41 +273,61 @@ def decompress(archive, output, to_stdout, as_npy, model, force, keep, salvage, 
         _refuse_archive(target, archive)
         atomic_write_bytes(target, blob)
         written = target
-    elif output == "-":
-        if header.count != 1:
-            raise InputError(f"{archive}: holds {header.count} images; only a one-image archive goes to stdout "
-                             f"(or use --npy -c)")
-        from .images import encode_image
-        _write_stdout(encode_image(images[0], formats[0]))
-        return
-    elif header.count == 1 and (output is None or not Path(output).is_dir()):
-        from .images import encode_image
-        target = Path(output) if output else _default_target(archive, 1)
-        _refuse_existing(target, force)
-        _refuse_archive(target, archive)
-        atomic_write_bytes(target, encode_image(images[0], formats[0]))
-        written = target
     else:
-        from .images import SUFFIX_OF_FORMAT, encode_image
-        outdir = Path(output) if output else _default_target(archive, header.count)
-        _refuse_archive(outdir, archive)
-        if outdir.exists() and not outdir.is_dir():
-            raise InputError(f"{outdir}: exists and is not a directory")
-        try:
-            relative = safe_output_paths(names, [SUFFIX_OF_FORMAT[f] for f in formats], archive)
-        except InputError as exc:
-            raise InputError(f"{archive}: {str(exc).removeprefix(f'{archive}: ')}") from None
-        for rel in relative:
-            _refuse_existing(outdir / rel, force)
-        for rel, image, fmt in zip(relative, images, formats):
-            write_inside(outdir, rel, encode_image(image, fmt))
-        written = outdir
+        files = _output_files(header, kept, images, formats, names)
+        if output == "-":
+            if len(files) != 1:
+                raise InputError(f"{archive}: holds {header.count} images in {len(files)} files; only one file goes "
+                                 f"to stdout (or use --npy -c)")
+            _write_stdout(files[0][1])
+            return
+        if len(files) == 1 and not lost and (output is None or not Path(output).is_dir()):
+            target = Path(output) if output else _default_target(archive, 1)
+            _refuse_existing(target, force)
+            _refuse_archive(target, archive)
+            atomic_write_bytes(target, files[0][1])
+            written = target
+        else:
+            outdir = Path(output) if output else _default_target(archive, header.count)
+            _refuse_archive(outdir, archive)
+            if outdir.exists() and not outdir.is_dir():
+                raise InputError(f"{outdir}: exists and is not a directory")
+            try:
+                relative = safe_output_paths([name for name, _ in files], [""] * len(files), archive)
+            except InputError as exc:
+                raise InputError(f"{archive}: {str(exc).removeprefix(f'{archive}: ')}") from None
+            for rel in relative:
+                _refuse_existing(outdir / rel, force)
+            for rel, (_, blob) in zip(relative, files):
+                write_inside(outdir, rel, blob)
+            written = outdir
     if lost:
         click.echo(f"serecodec: {archive}: {len(kept)} of {header.count} images restored -> {written}; "
                    f"{header.count - len(kept)} lost", err=True)
         sys.exit(1)
     if not quiet:
         click.echo(f"{archive}: {header.count} images restored -> {written}", err=True)
+
+
+def _output_files(header, kept: list, images, formats: list, names: list) -> list:
+    """[(file name, bytes)] to write: each .npy source whole (its dtype and shape as recorded),
+    every other image in its own format, with its own PBM/PGM header where one was kept."""
+    from .images import SUFFIX_OF_FORMAT, encode_image, npy_array, npy_groups
+    position = {index: n for n, index in enumerate(kept)}
+    files, done = [], set()
+    arrays = list(header.arrays or [])
+    for (start, end), source in zip(npy_groups(header.names, header.formats, header.count), arrays):
+        if all(i in position for i in range(start, end)):
+            buffer = io.BytesIO()
+            np.save(buffer, npy_array([images[position[i]] for i in range(start, end)], *source))
+            files.append((header.names[start] + ".npy", buffer.getvalue()))
+            done.update(range(start, end))
+    for n, index in enumerate(kept):
+        if index not in done:
+            file_header = header.headers[index] if header.headers else b""
+            name = names[n] if formats[n] != "npy" or not arrays else f"{names[n]}_{index:05d}"
+            files.append((name + SUFFIX_OF_FORMAT[formats[n]], encode_image(images[n], formats[n], file_header)))
+    return files
 
 
 def _refuse_archive(target: Path, archive: str) -> None:

@@ -20,22 +20,9 @@ import numpy as np
 
 from .container import MAX_TOTAL_PIXELS, Archive, Chunk, iter_chunks, parse, pixel_crc
 from .container.wire import size_runs
-from .errors import (
-    ArchiveError,
-    InputError,
-    LimitError,
-    ModelUnavailable,
-    SerecodecError,
-    VerificationError,
-)
-from .inputs import (  # noqa: F401 (API)
-    Images,
-    as_images,
-    binary_or_none,
-    check_formats,
-    check_names,
-    shapes_of,
-)
+from .errors import ArchiveError, InputError, LimitError, ModelUnavailable, SerecodecError, VerificationError
+from .inputs import (Images, as_images, background_is_one, binary_or_none, check_formats, check_names,  # noqa: F401
+                     shapes_of, with_polarity)
 from .methods import METHOD_NAMES, by_code, by_name
 from .methods.models import Models
 from .registry import resolve_coding_model
@@ -126,7 +113,8 @@ class Codec:
     def compress(self, images: Images, names: Optional[Sequence[str]] = None,
                  progress: Optional[Callable[[int], None]] = None, method: str = "auto",
                  formats: Optional[Sequence[str]] = None, ordered: bool = True, verify: bool = True,
-                 report: Optional[list] = None) -> bytes:
+                 report: Optional[list] = None, arrays: Optional[Sequence[tuple]] = None,
+                 headers: Optional[Sequence[bytes]] = None) -> bytes:
         """A complete archive of ``images`` (see ``inputs.as_images`` for what is accepted).
 
         ``names``: one file name per image, stored (compactly) and restored by ``read``.
@@ -139,7 +127,12 @@ class Codec:
         ``verify``: decode every chunk before returning and raise ``VerificationError`` if it
         does not give back the input (bits-back checks stretch by stretch in a second thread
         while it encodes, so the check costs little wall time on a multi-core machine).
-        ``report``: a list that receives one ``ChunkReport`` per chunk.
+        ``report``: a list that receives one ``ChunkReport`` per chunk. ``arrays``: the (dtype,
+        shape, value of a 1) of each .npy file the images came from, and ``headers`` the file
+        header of each image (PBM/PGM, comments included), stored so a decoder can write the
+        files back as they were.
+        Images whose pixels are mostly 1 are coded inverted (background 0, ink 1, as the learned
+        model saw in training); the archive records which, and decoding restores them as given.
         """
         if method not in METHOD_CHOICES:
             raise InputError(f"method must be one of {', '.join(METHOD_CHOICES)}, not {method!r}")
@@ -159,10 +152,14 @@ class Codec:
             if formats is not None and len(set(formats)) > 1:
                 raise InputError("an unordered archive records one format for all images")
             images = images[canonical_order(images)]
-        archive = Archive(size_runs(shapes), names=names, formats=formats, unordered=not ordered)
+        inverted = background_is_one(images)
+        coded = with_polarity(images, inverted)
+        archive = Archive(size_runs(shapes), names=names, formats=formats, unordered=not ordered, inverted=inverted,
+                          arrays=check_arrays(arrays), headers=check_headers(headers, len(shapes)))
         spans = plan_chunks(shapes, self.chunk_pixels) if ordered else [(0, len(shapes))]
         for start, end in spans:
-            chunk, chunk_report = self._encode_chunk(images[start:end], start, method, verify, not ordered)
+            chunk, chunk_report = self._encode_chunk(coded[start:end], start, method, verify, not ordered)
+            chunk.pixel_crc = pixel_crc(images[start:end])
             archive.chunks.append(chunk)
             if report is not None:
                 report.append(chunk_report)
@@ -193,7 +190,7 @@ class Codec:
                 best = (coder, encoded, size)
         coder, encoded, size = best
         chunk = Chunk(coder.code, len(images), coder.name, first, params=coder.params_bytes(encoded.fields),
-                      payload=encoded.payload, pixel_crc=pixel_crc(images), fields=encoded.fields)
+                      payload=encoded.payload, fields=encoded.fields)
         if verify:
             self._verify_chunk(coder, encoded, chunk, images, unordered)
         return chunk, ChunkReport(first, len(images), coder.name, size, tried)
@@ -262,6 +259,8 @@ class Codec:
                 images = list(by_code(chunk.code).decode(chunk, archive.chunk_shapes(chunk), self.models))
                 if len(images) != chunk.count:
                     raise ArchiveError("corrupted archive: a chunk decoded to the wrong number of images")
+                if archive.inverted is not None:
+                    images = with_polarity(images, archive.inverted[chunk.first:chunk.first + chunk.count])
                 archive.verify_chunk(chunk, images)
                 return images
             except ArchiveError as exc:
@@ -326,6 +325,30 @@ class _Prefixed:
         return self.rest.read(size)
 
 
+def check_arrays(arrays) -> Optional[list]:
+    """[(dtype str, shape, value of a 1 (1 or 255))] of the source .npy arrays."""
+    if arrays is None:
+        return None
+    out = []
+    for dtype, shape, one in arrays:
+        dtype = np.dtype(dtype)
+        if dtype.kind not in "biuf" or len(shape) > 8 or any(int(d) < 0 for d in shape) or one not in (1, 255):
+            raise InputError(f"arrays: {dtype} of shape {tuple(shape)} cannot be recorded")
+        out.append((dtype.str, tuple(int(d) for d in shape), int(one)))
+    return out
+
+
+def check_headers(headers, count: int) -> Optional[list]:
+    """One bytes object (the image file's own header, or b"") per image."""
+    if headers is None or not any(headers):
+        return None
+    from .container.archive import MAX_FILE_HEADER
+    headers = [bytes(h) for h in headers]
+    if len(headers) != count or any(len(h) > MAX_FILE_HEADER for h in headers):
+        raise InputError(f"headers: give one (at most {MAX_FILE_HEADER} bytes) per image")
+    return headers
+
+
 def plan_chunks(shapes: list, chunk_pixels: int) -> list:
     """[(start, end), ...]: consecutive images gathered until a chunk holds ``chunk_pixels``."""
     spans, start, pixels = [], 0, 0
@@ -364,6 +387,7 @@ class StreamWriter:
         self.codec, self.target = codec, target
         self.shapes: list = []
         self.names: Optional[list] = None
+        self.inverted: list = []
         self.sealed: list = []                 # finished chunks
         self._open_chunk()
 
@@ -379,12 +403,20 @@ class StreamWriter:
         """Append one image (H, W) or a batch (N, H, W) / list of 0/1 pixels, with names for all or none."""
         images = as_images(images)
         shapes = shapes_of(images)
+        inverted = background_is_one(images) or [False] * len(shapes)
+        originals, images = images, with_polarity(images, inverted)
         if (names is not None) != (self.names is not None) and self.count:
             raise InputError("give names with every append or with none (the archive stores one per image)")
         names = check_names(names, len(shapes))
         start = 0
         while start < len(images):
-            start = self._push(images, start)
+            end = self._push(images, start)
+            self.crc = pixel_crc(originals[start:end], self.crc)
+            self.inverted += inverted[start:end]
+            if self.pixels >= self.codec.chunk_pixels:
+                self.sealed.append(self._chunk())
+                self._open_chunk()
+            start = end
         if names is not None:
             self.names = (self.names or []) + names
 
@@ -409,12 +441,8 @@ class StreamWriter:
             with self.codec.models.limited():
                 self.encoder.push(*to_tiles(images[start:end], self.codec.tile))
         for image in images[start:end]:
-            self.crc = pixel_crc([image], self.crc)
             self.shapes.append(image.shape)
             self.pixels += image.size
-        if self.pixels >= self.codec.chunk_pixels:
-            self.sealed.append(self._chunk())
-            self._open_chunk()
         return end
 
     def _chunk(self) -> Chunk:
@@ -443,7 +471,8 @@ class StreamWriter:
 
     def to_bytes(self) -> bytes:
         chunks = self.sealed + ([self._chunk()] if self.count > self.first else [])
-        return Archive(size_runs(self.shapes), chunks, names=self.names).to_bytes()
+        return Archive(size_runs(self.shapes), chunks, names=self.names,
+                       inverted=self.inverted if any(self.inverted) else None).to_bytes()
 
 
 __all__ = ["Codec", "StreamWriter", "ChunkReport", "Salvage", "ArchiveError", "as_images", "resolve_coding_model"]

@@ -51,10 +51,22 @@ def _alive(pid: int) -> bool:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary file beside it, renamed into place when complete (a
+    reader never sees half a file; an interrupted write leaves the old file). Missing parent
+    directories are created; a failure names ``path``, never the temporary."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path.parent}: cannot create the output directory ({exc.strerror or exc})") from None
     _remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + TMP_MARK + f"{os.getpid()}-", suffix=".tmp",
-                               dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + path.name + TMP_MARK + f"{os.getpid()}-", suffix=".tmp",
+                                   dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

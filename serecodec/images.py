@@ -9,8 +9,10 @@ any bytes, is an ``InputError`` naming the file; sizes are checked before pixels
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path, PurePosixPath
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -50,6 +52,12 @@ def _format_of(img: Image.Image, raw: bytes) -> str:
 
 def read_image(path, threshold: Optional[float] = None, data: Optional[bytes] = None) -> tuple:
     """One image file (or its bytes) as ((H, W) uint8 array of 0/1, format name)."""
+    return read_image_file(path, threshold, data)[:2]
+
+
+def read_image_file(path, threshold: Optional[float] = None, data: Optional[bytes] = None) -> tuple:
+    """One image file (or its bytes) as ((H, W) uint8 array of 0/1, format name, the file's own
+    header bytes when ``encode_image`` can write the file back byte for byte from them)."""
     try:
         raw = data if data is not None else Path(path).read_bytes()
     except OSError as exc:
@@ -77,7 +85,34 @@ def read_image(path, threshold: Optional[float] = None, data: Optional[bytes] = 
     except Exception as exc:   # Pillow raises many kinds (SyntaxError, ValueError, OSError...) for bad files
         raise InputError(f"{path}: not an image file Pillow can read ({type(exc).__name__})") from None
     check_image_shape(*array.shape)
-    return _to_binary(array, path, threshold), fmt
+    pixels = _to_binary(array, path, threshold)
+    header = pnm_header(raw, pixels.shape) if fmt in ("pbm", "pgm") and threshold is None else b""
+    if header and encode_image(pixels, fmt, header) != raw:
+        header = b""                    # padding bits, a plain (ASCII) body, trailing bytes: pixels only
+    return pixels, fmt, header
+
+
+def pnm_header(raw: bytes, shape: tuple) -> bytes:
+    """The header of a binary PBM (P4) or PGM (P5) file, comments and whitespace as written, up to
+    and including the one whitespace byte before the pixels; b"" for anything else."""
+    if raw[:2] not in (b"P4", b"P5"):
+        return b""
+    fields, pos = [], 2
+    while len(fields) < (2 if raw[:2] == b"P4" else 3):
+        while pos < len(raw) and raw[pos:pos + 1] in b" \t\r\n#":
+            if raw[pos:pos + 1] == b"#":
+                end = raw.find(b"\n", pos)
+                pos = len(raw) if end < 0 else end
+            pos += 1
+        start = pos
+        while pos < len(raw) and raw[pos:pos + 1].isdigit():
+            pos += 1
+        if start == pos:
+            return b""
+        fields.append(int(raw[start:pos]))
+    if tuple(fields[:2]) != (shape[1], shape[0]) or pos >= len(raw) or raw[pos:pos + 1] not in b" \t\r\n":
+        return b""
+    return raw[:pos + 1]
 
 
 def _pixels(img: Image.Image, path, threshold) -> np.ndarray:
@@ -112,6 +147,11 @@ def _pixels(img: Image.Image, path, threshold) -> np.ndarray:
 
 def read_npy(path, threshold: Optional[float] = None, data: Optional[bytes] = None) -> np.ndarray:
     """An .npy of shape (N, H, W), (H, W) or (N, 784), checked before its data is read."""
+    return read_npy_source(path, threshold, data)[0]
+
+
+def read_npy_source(path, threshold: Optional[float] = None, data: Optional[bytes] = None) -> tuple:
+    """(images (N, H, W) of 0/1, (dtype str, shape, value of a 1) of the array as stored)."""
     try:
         handle = io.BytesIO(data) if data is not None else open(path, "rb")
     except OSError as exc:
@@ -125,6 +165,7 @@ def read_npy(path, threshold: Optional[float] = None, data: Optional[bytes] = No
             raise InputError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
         if dtype.hasobject or dtype.kind not in "biuf":
             raise InputError(f"{path}: .npy holds {dtype}, not numbers")
+        stored_shape = tuple(shape)
         if len(shape) == 2 and shape[1] == 784:
             shape = (shape[0], 28, 28)
         if len(shape) == 2:
@@ -141,15 +182,33 @@ def read_npy(path, threshold: Optional[float] = None, data: Optional[bytes] = No
     if len(body) != total * dtype.itemsize:
         raise InputError(f"{path}: truncated .npy ({len(body)} of {total * dtype.itemsize} data bytes)")
     array = np.frombuffer(body, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-    return _to_binary(array, path, threshold)
+    pixels = _to_binary(array, path, threshold)
+    one = 255 if threshold is None and dtype == np.uint8 and array.max(initial=0) == 255 else 1
+    return pixels, (dtype.str, stored_shape, one)
 
 
-def collect_inputs(paths: list, threshold: Optional[float] = None, stdin: Optional[bytes] = None) -> tuple:
-    """Images, their names (None for arrays: generated names are not stored) and formats, from
-    files, directories (their image files, recursively), .npy arrays and '-' (stdin)."""
+@dataclass
+class Inputs:
+    """What ``collect_inputs`` found: images with their names (None: not stored), formats, file
+    headers (PBM/PGM) and source arrays (.npy: (dtype, shape, value of a 1) each), and the files
+    of input directories that are not images (``others``)."""
+
+    images: list
+    names: Optional[list]
+    formats: list
+    headers: list
+    arrays: list = field(default_factory=list)
+    others: list = field(default_factory=list)
+
+
+def collect_inputs(paths: list, threshold: Optional[float] = None, stdin: Optional[bytes] = None) -> Inputs:
+    """Images, their names and formats, from files, directories (recursively), .npy arrays and
+    '-' (stdin). A .npy file's images all carry its name, and its dtype and shape are kept so
+    that decompress writes the same array back. Files in a directory that are neither images nor
+    .npy are listed in ``others``, never silently dropped."""
     if not paths:
         raise InputError("no input files given")
-    images, names, formats = [], [], []
+    found = Inputs([], [], [], [])
     for given in paths:
         given = str(given)
         if given == "-":
@@ -157,8 +216,9 @@ def collect_inputs(paths: list, threshold: Optional[float] = None, stdin: Option
         else:
             path = Path(given)
             if path.is_dir():
-                files = sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()
-                               and p.suffix.lower() in IMAGE_SUFFIXES | {".npy"})
+                files = sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+                found.others += [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES | {".npy"}]
+                files = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES | {".npy"}]
                 if not files:
                     raise InputError(f"{path}: directory holds no image files")
                 entries = [(f, PurePosixPath(f.relative_to(path).as_posix())) for f in files]
@@ -169,27 +229,71 @@ def collect_inputs(paths: list, threshold: Optional[float] = None, stdin: Option
         for source, name in entries:
             data = stdin if source == "-" else None
             is_npy = (str(source).lower().endswith(".npy") if source != "-" else data[:6] == b"\x93NUMPY")
+            stored = str(name.with_suffix("")) if source != "-" else None
             if is_npy:
-                block = read_npy(source, threshold, data)
-                if len(paths) == 1 and entries == [(source, name)]:
-                    return block, None, ["npy"] * len(block)      # one array: no per-image copies
-                images += list(block)
-                names += [None] * len(block)
-                formats += ["npy"] * len(block)
+                block, info = read_npy_source(source, threshold, data)
+                if len(paths) == 1 and entries == [(source, name)]:          # one array: no per-image copies
+                    return Inputs(block, None if stored is None else [stored] * len(block), ["npy"] * len(block),
+                                  [b""] * len(block), [info] if stored is not None else [])
+                found.images += list(block)
+                found.names += [stored] * len(block)
+                found.formats += ["npy"] * len(block)
+                found.headers += [b""] * len(block)
+                if stored is not None:
+                    found.arrays.append(info)
             else:
-                image, fmt = read_image(source, threshold, data)
-                images.append(image)
-                names.append(str(name.with_suffix("")) if source != "-" else None)
-                formats.append(fmt)
-    stored = names if any(n is not None for n in names) else None
-    if stored is not None:
-        stored = [n if n is not None else f"image_{i:05d}" for i, n in enumerate(names)]
-        seen = set()
-        for name in stored:
-            if name in seen:
-                raise InputError(f"two inputs would both be restored as {name!r}; rename one")
-            seen.add(name)
-    return images, stored, formats
+                image, fmt, header = read_image_file(source, threshold, data)
+                found.images.append(image)
+                found.names.append(stored)
+                found.formats.append(fmt)
+                found.headers.append(header)
+    _name_everything(found)
+    return found
+
+
+def _name_everything(found: Inputs) -> None:
+    """Generated names where none was given (stdin); no two inputs restored under one name."""
+    if all(n is None for n in found.names):
+        found.names, found.arrays = None, []
+        return
+    found.names = [n if n is not None else f"image_{i:05d}" for i, n in enumerate(found.names)]
+    seen, previous = set(), None
+    for name, fmt in zip(found.names, found.formats):
+        group = (name, fmt == "npy")
+        if name in seen and not (fmt == "npy" and previous == group):
+            raise InputError(f"two inputs would both be restored as {name!r}; rename one")
+        seen.add(name)
+        previous = group
+
+
+def npy_groups(names: Optional[list], formats: Optional[list], count: int) -> list:
+    """[(start, end)] of the runs of images that came from one .npy file (format npy, one name)."""
+    if names is None or formats is None:
+        return []
+    groups, start = [], None
+    for i in range(count + 1):
+        same = i < count and formats[i] == "npy" and start is not None and names[i] == names[start]
+        if start is not None and not same:
+            groups.append((start, i))
+            start = None
+        if i < count and formats[i] == "npy" and start is None:
+            start = i
+    return groups
+
+
+def npy_array(images, dtype: str, shape: tuple, one: int) -> np.ndarray:
+    """The .npy file's array again from its images (0/1), or ArchiveError if they do not fit."""
+    from .errors import ArchiveError
+    block = np.asarray(images, dtype=np.uint8)
+    if int(np.prod(shape, dtype=object)) != block.size:
+        raise ArchiveError(f"corrupted archive: an array of shape {shape} cannot hold {block.size} pixels")
+    try:
+        kind = np.dtype(dtype)
+    except TypeError:
+        raise ArchiveError(f"corrupted archive: unknown array type {dtype!r}") from None
+    if kind.kind not in "biuf":
+        raise ArchiveError(f"corrupted archive: unknown array type {dtype!r}")
+    return (block * np.uint8(one)).astype(kind).reshape(shape)
 
 
 def safe_relative(name: str) -> PurePosixPath:
@@ -202,8 +306,15 @@ def safe_relative(name: str) -> PurePosixPath:
     return path
 
 
-def encode_image(image: np.ndarray, fmt: str) -> bytes:
-    """The bytes of a bilevel image in a file format (1 = white in grey formats, as read)."""
+def encode_image(image: np.ndarray, fmt: str, header: bytes = b"") -> bytes:
+    """The bytes of a bilevel image in a file format (1 = white in grey formats, as read); with
+    the file's own PBM/PGM ``header`` (``pnm_header``), that header and the binary body."""
+    if header[:2] == b"P4" and fmt == "pbm":
+        return header + np.packbits(1 - np.asarray(image, np.uint8), axis=1).tobytes()
+    if header[:2] == b"P5" and fmt == "pgm":
+        maxval = int(re.sub(rb"#[^\n]*", b"", header).split()[3])
+        if maxval < 256:
+            return header + (np.asarray(image, np.uint8) * np.uint8(maxval)).tobytes()
     buffer = io.BytesIO()
     img = Image.fromarray(image.astype(bool))
     if fmt == "pbm":

@@ -105,6 +105,31 @@ def require_bilevel(pixels: np.ndarray, what: str = "pixels") -> np.ndarray:
     return pixels
 
 
+def background_is_one(images) -> Optional[list]:
+    """Per image, whether most of its pixels are 1 (a white page read as white = 1): such images
+    are coded inverted, so every model sees ink = 1 on a background of 0. None when none is."""
+    if isinstance(images, np.ndarray):
+        n, height, width = images.shape
+        ones = np.concatenate([images[i:i + 4096].reshape(-1, height * width).sum(1, dtype=np.int64)
+                               for i in range(0, n, 4096)])
+        flags = 2 * ones > height * width
+    else:
+        flags = np.array([2 * int(np.count_nonzero(image)) > image.size for image in images])
+    return [bool(f) for f in flags] if flags.any() else None
+
+
+def with_polarity(images, inverted: Optional[Sequence[bool]]):
+    """``images`` with those flagged inverted as 1 - pixels (its own inverse)."""
+    if inverted is None or not any(inverted):
+        return images
+    if isinstance(images, np.ndarray):
+        out = images.copy()
+        rows = np.flatnonzero(inverted)
+        out[rows] ^= 1
+        return out
+    return [image ^ 1 if flip else image for image, flip in zip(images, inverted)]
+
+
 def shapes_of(images) -> list:
     if isinstance(images, np.ndarray):
         return [tuple(images.shape[1:])] * len(images)

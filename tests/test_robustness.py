@@ -253,7 +253,8 @@ def test_gzip_habits_stdin_stdout_default_names_test_and_list(tmp_path, digits):
     assert run("test", archive).exit_code == 0
     listing = json.loads(run("list", archive, "--json").output)
     assert listing["images"] == 5 and [e["height"] for e in listing["entries"]] == [28] * 5
-    assert Codec().read(archive.read_bytes()).names is None        # generated names are not stored
+    header = Codec().read(archive.read_bytes())                    # the array's name, dtype and shape are kept
+    assert header.names == ["many"] * 5 and header.arrays == [("|u1", (5, 28, 28), 1)]
 
 
 def test_decoder_never_imports_torch(tmp_path, digits):

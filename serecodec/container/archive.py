@@ -45,25 +45,17 @@ import numpy as np
 
 from ..errors import ArchiveError, LimitError
 from .limits import MAX_CHUNKS, MAX_NAME_BYTES, MAX_TOTAL_PIXELS, check_shape
-from .wire import (
-    U32,
-    Reader,
-    bounded_inflate,
-    encode_runs,
-    expand_runs,
-    join_names,
-    raw_deflate,
-    run_lengths,
-    split_names,
-    varints,
-    with_length,
-)
+from .wire import (U32, Reader, bounded_inflate, encode_runs, expand_runs, join_names, raw_deflate, run_lengths,
+                   split_names, varints, with_length)
 
 MAGIC = b"SeRe"
 VERSION = 4
 READABLE_VERSIONS = (1, 2, 3, 4)
-FLAG_NAMES, FLAG_FORMATS, FLAG_UNORDERED = 1, 2, 4
-KNOWN_FLAGS = FLAG_NAMES | FLAG_FORMATS | FLAG_UNORDERED
+FLAG_NAMES, FLAG_FORMATS, FLAG_UNORDERED, FLAG_INVERTED, FLAG_ARRAYS, FLAG_HEADERS = 1, 2, 4, 8, 16, 32
+KNOWN_FLAGS = FLAG_NAMES | FLAG_FORMATS | FLAG_UNORDERED | FLAG_INVERTED | FLAG_ARRAYS | FLAG_HEADERS
+MAX_FILE_HEADER = 1 << 16         # bytes of one image file's own header kept (a PBM's, with its comments)
+MAX_ARRAY_DIMS = 8
+MAX_DTYPE_BYTES = 32
 # Original file formats, by code (an archive may record one per image so that a decoder writes
 # each image back in kind). Append only: a code never changes its meaning.
 FORMATS = ("npy", "png", "pbm", "pgm", "ppm", "tiff", "tiff-g4", "bmp", "gif", "webp")
@@ -104,6 +96,9 @@ class Archive:
     formats: Optional[list] = None            # one format name per image
     unordered: bool = False                   # images restored in canonical order, not as given
     version: int = VERSION
+    inverted: Optional[list] = None           # per image: coded as 1 - pixels (its background was 1)
+    arrays: Optional[list] = None             # [(dtype str, shape, value of a 1)] of the .npy files the images came from
+    headers: Optional[list] = None            # per image: its file's own header bytes (PBM/PGM), b"" for none
     content_crc: int = 0                      # formats 1-3: the one checksum of what is restored
     total_bytes: int = 0
     meta_raw: bytes = b""                     # reading format 4: the stored bytes from the count through the names
@@ -157,13 +152,22 @@ class Archive:
             parts.append(encode_runs(run_lengths(FORMATS.index(f) for f in self.formats)))
         if self.names is not None:
             parts.append(with_length(raw_deflate(join_names(self.names))))
+        if self.inverted is not None:
+            parts.append(encode_runs(run_lengths(int(bool(v)) for v in self.inverted)))
+        if self.arrays is not None:
+            parts.append(varints(len(self.arrays)))
+            for dtype, shape, one in self.arrays:
+                parts += [with_length(dtype.encode("ascii")), varints(one, len(shape), *shape)]
+        if self.headers is not None:
+            parts.append(with_length(raw_deflate(b"".join(with_length(h) for h in self.headers))))
         return b"".join(parts)
 
     # -- format 4 ----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The archive in format 4; each chunk needs ``params``, ``payload`` and ``content_crc``."""
         flags = ((FLAG_NAMES if self.names is not None else 0) | (FLAG_FORMATS if self.formats is not None else 0)
-                 | (FLAG_UNORDERED if self.unordered else 0))
+                 | (FLAG_UNORDERED if self.unordered else 0) | (FLAG_INVERTED if self.inverted is not None else 0)
+                 | (FLAG_ARRAYS if self.arrays is not None else 0) | (FLAG_HEADERS if self.headers is not None else 0))
         meta = self.meta_bytes()
         for chunk in self.chunks:
             if chunk.pixel_crc is not None:
@@ -221,6 +225,24 @@ def parse_header(head: bytes) -> tuple:
     reader = Reader(head[start:end])
     archive = Archive([], unordered=bool(flags & FLAG_UNORDERED))
     count = read_meta(archive, reader, flags & FLAG_FORMATS, flags & FLAG_NAMES)
+    if flags & FLAG_INVERTED:
+        codes = expand_runs(reader.runs("polarity", 2, positive=False), count, "polarity")
+        if any(code > 1 for code in codes):
+            raise ArchiveError("corrupted archive: bad polarity")
+        archive.inverted = [bool(code) for code in codes]
+    if flags & FLAG_ARRAYS:
+        archive.arrays = _read_arrays(reader)
+    if flags & FLAG_HEADERS:
+        blob = reader.take(reader.varint("file headers"), "file headers")
+        raw = Reader(bounded_inflate(blob, count * (MAX_FILE_HEADER + 3), "file headers"))
+        archive.headers = []
+        for _ in range(count):
+            size = raw.varint("file headers")
+            if size > MAX_FILE_HEADER:
+                raise ArchiveError("corrupted archive: a file header is too long")
+            archive.headers.append(raw.take(size, "file headers"))
+        if raw.remaining():
+            raise ArchiveError("corrupted archive: unexpected bytes in the file headers")
     archive.meta_raw = bytes(reader.data[:reader.pos])
     chunks = reader.varint("chunk index")
     if chunks > MAX_CHUNKS or 3 * chunks > reader.remaining():
@@ -257,6 +279,26 @@ def read_meta(archive: Archive, reader: Reader, has_formats: int, has_names: int
         blob = reader.take(reader.varint("names length"), "names")
         archive.names = split_names(bounded_inflate(blob, count * (MAX_NAME_BYTES + 1), "names"), count)
     return count
+
+
+def _read_arrays(reader: Reader) -> list:
+    count = reader.varint("arrays")
+    if count > reader.remaining():
+        raise ArchiveError("truncated archive (ends inside the arrays)")
+    arrays = []
+    for _ in range(count):
+        size = reader.varint("arrays")
+        if size > MAX_DTYPE_BYTES:
+            raise ArchiveError("corrupted archive: bad array type")
+        try:
+            dtype = reader.take(size, "arrays").decode("ascii")
+        except UnicodeDecodeError:
+            raise ArchiveError("corrupted archive: bad array type") from None
+        one, ndim = reader.varint("arrays"), reader.varint("arrays")
+        if ndim > MAX_ARRAY_DIMS or one not in (1, 255):
+            raise ArchiveError("corrupted archive: bad array shape")
+        arrays.append((dtype, tuple(reader.varint("arrays") for _ in range(ndim)), one))
+    return arrays
 
 
 def fill_chunk(chunk: Chunk, body: bytes) -> None:

@@ -2,15 +2,7 @@
 from __future__ import annotations
 
 from ..errors import ArchiveError
-from .archive import (
-    MAGIC,
-    PREAMBLE,
-    READABLE_VERSIONS,
-    Archive,
-    check_pixels,
-    fill_chunk,
-    parse_header,
-)
+from .archive import MAGIC, PREAMBLE, READABLE_VERSIONS, Archive, check_pixels, fill_chunk, parse_header
 from .legacy import parse_legacy
 from .limits import MAX_TOTAL_PIXELS
 from .wire import Reader

@@ -1,7 +1,12 @@
 """Bits-back ANS over the learned SeRe-VAE hierarchy (``serecodec.bitsback``), on tiles of the
 coding model's input size. It owns its header fields: the coding model's hash, the importance
 particles K, the warm-start image count, whether the chunk is a multiset (unordered), and the
-batch sizes."""
+batch sizes: stored as runs, or (mostly) not at all, when the encoder followed a batch schedule
+(``bitsback.scheduled_batch``) the decoder can replay from the image sizes.
+
+Parameters: 16-byte model hash prefix, varints K, warm-start images, multiset (0/1), schedule
+divisor D (0: none); with D, varints max batch and stretch (images a push covers); without,
+the batch-size runs (varint R, then R (size, repeat) pairs)."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +20,11 @@ from .models import MAX_PARTICLES
 
 HASH_BYTES = 16
 VERIFY_STRETCH = 1024    # images encoded between two stack snapshots (the unit of overlapped verification)
+# Schedules tried before explicit sizes: batch = tiles so far / D. A tile pops at most
+# bits_per_image_bound bits (800 for the default model) and leaves its net rate (~126 bits for a
+# digit) behind, so the stack affords about tiles / 6.3: D = 8 fits digit-like data; D = 24
+# rates down to ~40 bits a tile; below that the sizes are stored.
+SCHEDULE_DIVISORS = (8, 24)
 
 
 class BitsBack(PayloadMethod):
@@ -22,19 +32,27 @@ class BitsBack(PayloadMethod):
     unordered_saves = True
 
     def params_bytes(self, fields: dict) -> bytes:
-        return (bytes.fromhex(fields["model_hash"])[:HASH_BYTES]
-                + varints(fields["particles"], fields["warm_images"], int(fields["multiset"]))
-                + encode_runs(run_lengths(fields["batch_sizes"])))
+        head = (bytes.fromhex(fields["model_hash"])[:HASH_BYTES]
+                + varints(fields["particles"], fields["warm_images"], int(fields["multiset"]), fields.get("divisor", 0)))
+        if fields.get("divisor"):
+            return head + varints(fields["max_batch"], fields["stretch"])
+        return head + encode_runs(run_lengths(fields["batch_sizes"]))
 
     def read_params(self, raw: bytes, payload_bytes: int) -> dict:
         reader = Reader(raw)
         fields = {"model_hash": reader.take(HASH_BYTES, "bits-back parameters").hex()}
-        fields["particles"], fields["warm_images"], multiset = (reader.varint("bits-back parameters")
-                                                                for _ in range(3))
+        fields["particles"], fields["warm_images"], multiset, fields["divisor"] = (
+            reader.varint("bits-back parameters") for _ in range(4))
         if fields["particles"] < 1 or multiset > 1:
             raise ArchiveError("corrupted archive: bad bits-back parameters")
         fields["multiset"] = bool(multiset)
-        fields["batch_sizes"] = reader.batch_runs(payload_bytes)
+        if fields["divisor"]:
+            fields["max_batch"], fields["stretch"] = reader.varint("bits-back parameters"), \
+                reader.varint("bits-back parameters")
+            if not (1 <= fields["max_batch"] <= 65535 and fields["stretch"] >= 1) or multiset:
+                raise ArchiveError("corrupted archive: bad bits-back batch schedule")
+        else:
+            fields["batch_sizes"] = reader.batch_runs(payload_bytes)
         if reader.remaining():
             raise ArchiveError("corrupted archive: bad bits-back parameters")
         return fields
@@ -70,14 +88,15 @@ class BitsBack(PayloadMethod):
         else:
             encoder = self._encode_ordered(images, models, progress, verify)
         fields = dict(model_hash=model.hash, particles=models.particles, warm_images=encoder.warm_images,
-                      multiset=unordered, batch_sizes=list(encoder.batch_sizes))
+                      multiset=unordered, batch_sizes=list(encoder.batch_sizes), divisor=encoder.divisor or 0,
+                      max_batch=encoder.max_batch, stretch=VERIFY_STRETCH)
         return Encoded(encoder.compressed().astype("<u4").tobytes(), fields,
                        verified=encoder.verified if not unordered and verify else None)
 
-    def _encoder(self, models, warm: bool):
+    def _encoder(self, models, warm: bool, divisor=None):
         from ..bitsback import BitsBackEncoder
         return BitsBackEncoder(models.coding, models.max_batch, models.warm() if warm and models.warm_start else None,
-                               models.particles)
+                               models.particles, divisor)
 
     def _encode_ordered(self, images, models, progress, verify: bool):
         """Bits-back over tiles, warm-started by the first images when they are small enough.
@@ -85,10 +104,19 @@ class BitsBack(PayloadMethod):
         ``verify``: check every stretch of VERIFY_STRETCH images by decoding it from the stack it left
         (``bitsback.verify_segment``) in a second thread while the next stretch encodes; the
         encoder's ``verified`` is then True only if every stretch came back exactly."""
+        from ..bitsback import ScheduleUnaffordable
+        for divisor in SCHEDULE_DIVISORS + (None,):
+            try:
+                return self._encode_once(images, models, progress, verify, divisor)
+            except ScheduleUnaffordable:
+                continue
+        raise AssertionError("unreachable: explicit batch sizes are always affordable")
+
+    def _encode_once(self, images, models, progress, verify: bool, divisor):
         from ..bitsback import WarmStartTooLarge, to_tiles, verify_segment, verify_warm
         model = models.coding
         for warm in (True, False):
-            encoder = self._encoder(models, warm)
+            encoder = self._encoder(models, warm, divisor)
             start = 0
             try:
                 while start < len(images) and encoder.needs_warmth():
@@ -123,7 +151,7 @@ class BitsBack(PayloadMethod):
 
     # -- decoding ----------------------------------------------------------------------------------
     def validate(self, chunk, shapes, models, unordered) -> None:
-        from ..bitsback import WARM_MAX_PIXELS, WARM_MAX_TOTAL, tile_count
+        from ..bitsback import WARM_MAX_PIXELS, WARM_MAX_TOTAL, schedule_sizes, tile_count
         f = chunk.fields
         if f["particles"] > MAX_PARTICLES:
             raise ArchiveError(f"corrupted archive: {f['particles']} importance particles (at most {MAX_PARTICLES})")
@@ -135,6 +163,12 @@ class BitsBack(PayloadMethod):
         tile = models.coding_for(f["model_hash"]).tile_shape
         warm = shapes[:f["warm_images"]]
         tiles = tile_count(shapes[f["warm_images"]:], tile)
+        if tiles > 8 * len(chunk.payload) + 64:
+            raise ArchiveError("corrupted archive: the bits-back payload cannot hold its tiles")
+        if f.get("divisor"):
+            coded, stretch = shapes[f["warm_images"]:], f["stretch"]
+            pushes = [tile_count(coded[i:i + stretch], tile) for i in range(0, len(coded), stretch)]
+            f["batch_sizes"] = schedule_sizes(pushes, f["divisor"], f["max_batch"])
         sizes = f["batch_sizes"]
         if tiles > 8 * len(chunk.payload) + 64 or sum(sizes) != tiles or max(sizes, default=0) > 65535 or \
                 len(chunk.payload) % 4 or f["warm_images"] > len(shapes):

@@ -1,0 +1,4 @@
+"""``python -m serecodec``: the same command as ``serecodec``."""
+from .cli import main
+
+main()
