@@ -46,7 +46,7 @@ def measure(images: np.ndarray, chunk_images: int) -> dict:
 
 @click.command()
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test images.")
-@click.option("--sizes", default="500,1000,1338,2000,0", show_default=True,
+@click.option("--sizes", default="500,1000,1338,2000,5000,0", show_default=True,
               help="Chunk sizes in images (0: the whole set in one chunk).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "results")
 def main(limit, sizes, out_dir):

@@ -10,7 +10,7 @@ import importlib
 from .errors import ArchiveError, InputError, LimitError, SerecodecError, VerificationError
 
 __version__ = "0.2.0"
-_LAZY = {"Codec": "codec", "StreamWriter": "codec", "ModelConfig": "model", "SeReVAE": "model",
+_LAZY = {"Codec": "codec", "StreamWriter": "stream", "ModelConfig": "model", "SeReVAE": "model",
          "load_model": "checkpoint"}
 __all__ = ["ArchiveError", "Codec", "InputError", "LimitError", "ModelConfig", "SeReVAE", "SerecodecError",
            "StreamWriter", "VerificationError", "load_model"]

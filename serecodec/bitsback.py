@@ -32,12 +32,10 @@ from .coding_model import PIXEL_BITS, CodingModel
 from .errors import ArchiveError
 from .importance import index_masses, log2_fixed
 from .inputs import require_bilevel
-
-PROB_BITS_ADAPTIVE = 16     # the adaptive model's probabilities are int / 2**16
+from .tiles import from_tiles, tile_count, tile_masks, to_tiles
+from .warm_start import WARM_MAX_PIXELS, WARM_MAX_TOTAL, WarmStartTooLarge
 
 HEAD_RESERVE_BITS = 64      # keep at least this many valid bits beyond a batch's expected pops
-WARM_MAX_PIXELS = 1 << 16   # warm start only from images this small (their decoder runs pixel by pixel)
-WARM_MAX_TOTAL = 1 << 22    # and at most this many warm-start pixels in all (bounds a hostile header)
 MAX_PARTICLES = 64          # importance particles per tile (bounds a hostile header's work)
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
@@ -57,10 +55,6 @@ class PhaseTimer:
             yield
         finally:
             self.seconds[phase] += time.perf_counter() - tic
-
-
-class WarmStartTooLarge(ValueError):
-    """The first images are too large (or too many) for a warm start; use initial words instead."""
 
 
 class ScheduleUnaffordable(RuntimeError):
@@ -277,52 +271,6 @@ def verify_warm(after: np.ndarray, warm, images: list) -> bool:
     return coder.num_words() == 0 and all(np.array_equal(a, b) for a, b in zip(decoded, images))
 
 
-class WarmStart:
-    """Which model codes a warm-start image, by its shape alone (so the decoder knows): the static
-    digit context model for its 28x28, the adaptive model (fresh counts) for any other size."""
-
-    def __init__(self, adaptive, static=None) -> None:
-        self.adaptive, self.static = adaptive, static
-
-    def _static_for(self, shape) -> bool:
-        return self.static is not None and tuple(shape) == (self.static.height, self.static.width)
-
-    def sequence(self, image: np.ndarray) -> tuple:
-        """(symbols in decoding order, P(1) of each as float)."""
-        if self._static_for(image.shape):
-            return self.static.sequence(image)
-        bits, probs = self.adaptive.sequence(image)
-        return bits, probs / float(1 << PROB_BITS_ADAPTIVE)
-
-    def decode(self, coder, shape: tuple) -> np.ndarray:
-        """Pop one warm-start image pixel by pixel (the mirror of ``BitsBackEncoder.push_warm``)."""
-        if self._static_for(shape):
-            return self.static.decode_with(lambda probs: coder.decode(_BERNOULLI, probs), 1)[0]
-        return _decode_adaptive_warm(coder, self.adaptive, shape)
-
-
-def _decode_adaptive_warm(coder, adaptive, shape: tuple) -> np.ndarray:
-    from .adaptive_kernel import TP_CONTEXT, _probability, _update, context_at
-    height, width = shape
-    counts = adaptive.initial.copy()
-    pixels = np.zeros(height * width, np.uint8)
-    scale = float(1 << PROB_BITS_ADAPTIVE)
-    pop = lambda p: int(coder.decode(_BERNOULLI, np.array([p / scale]))[0])  # noqa: E731
-    for y in range(height):
-        repeat = pop(_probability(counts, TP_CONTEXT))
-        _update(counts, TP_CONTEXT, repeat, adaptive.increment, adaptive.limit)
-        if repeat:
-            if y:
-                pixels[y * width:(y + 1) * width] = pixels[(y - 1) * width:y * width]
-            continue
-        for x in range(width):
-            ctx = context_at(pixels, 0, width, height, y, x)
-            bit = pop(_probability(counts, ctx))
-            _update(counts, ctx, bit, adaptive.increment, adaptive.limit)
-            pixels[y * width + x] = bit
-    return pixels.reshape(height, width)
-
-
 def decode_unordered(model: CodingModel, compressed: np.ndarray, batch_sizes: Iterable[int], shape: tuple,
                      tile: tuple, progress: Optional[Callable[[int], None]] = None, particles: int = 1) -> list:
     """The mirror of ``push_unordered``: images in canonical order (``multiset.canonical_order``)."""
@@ -508,57 +456,3 @@ def log_weights(x: np.ndarray, p1: np.ndarray, chains: Chains, mask: Optional[np
         chosen = np.take_along_axis(masses, index[..., None], -1)[..., 0]
         total -= log2_fixed(chosen).sum(-1)
     return total
-
-
-def to_tiles(images, tile: tuple) -> tuple:
-    """Cut images into tiles of ``tile`` (raster order per image, images in order), padding edge
-    tiles with 0. Returns (tiles (T, th·tw) in the images' dtype, masks (T, th·tw) bool of real pixels, or None
-    when no tile is padded)."""
-    th, tw = tile
-    if isinstance(images, np.ndarray) and images.shape[1:] == (th, tw):   # every image is one tile
-        return images.reshape(len(images), th * tw), None
-    tiles, masks, padded = [], [], False
-    for image in images:
-        height, width = image.shape
-        rows, cols = -(-height // th), -(-width // tw)
-        if (height, width) == (th, tw):
-            tiles.append(np.asarray(image).reshape(1, -1))
-            masks.append(np.ones((1, th * tw), bool))
-            continue
-        canvas = np.zeros((rows * th, cols * tw), np.asarray(image).dtype)
-        canvas[:height, :width] = image
-        real = np.zeros_like(canvas, dtype=bool)
-        real[:height, :width] = True
-        padded |= (rows * th, cols * tw) != (height, width)
-        tiles.append(canvas.reshape(rows, th, cols, tw).transpose(0, 2, 1, 3).reshape(-1, th * tw))
-        masks.append(real.reshape(rows, th, cols, tw).transpose(0, 2, 1, 3).reshape(-1, th * tw))
-    if not tiles:
-        return np.zeros((0, th * tw), np.uint8), None      # (the dtype of the images is kept otherwise)
-    return np.concatenate(tiles), (np.concatenate(masks) if padded else None)
-
-
-def tile_masks(shapes, tile: tuple) -> Optional[np.ndarray]:
-    """The masks ``to_tiles`` gives for images of these shapes (the decoder knows only the shapes)."""
-    th, tw = tile
-    if all(h % th == 0 and w % tw == 0 for h, w in shapes):
-        return None
-    return to_tiles([np.ones(shape, np.uint8) for shape in shapes], tile)[1]
-
-
-def tile_count(shapes, tile: tuple) -> int:
-    th, tw = tile
-    return sum(-(-h // th) * -(-w // tw) for h, w in shapes)
-
-
-def from_tiles(tiles: np.ndarray, shapes, tile: tuple) -> list:
-    """Reassemble images of ``shapes`` from their tiles (the inverse of ``to_tiles``)."""
-    th, tw = tile
-    if shapes and all(shape == (th, tw) for shape in shapes):      # every image is one tile: views
-        return list(tiles.reshape(len(shapes), th, tw))
-    out, start = [], 0
-    for height, width in shapes:
-        rows, cols = -(-height // th), -(-width // tw)
-        block = tiles[start:start + rows * cols].reshape(rows, cols, th, tw).transpose(0, 2, 1, 3)
-        out.append(np.ascontiguousarray(block.reshape(rows * th, cols * tw)[:height, :width]))
-        start += rows * cols
-    return out

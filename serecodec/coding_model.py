@@ -20,15 +20,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from .errors import SerecodecError
-from .fixedpoint import ACT_BITS, EXACT_LIMIT_32, Table, clamp_act, get_engine, round_shift
 from .fileio import atomic_write_bytes
+from .fixedpoint import ACT_BITS, Table, clamp_act, get_engine, round_shift
+from .int_layers import IntLinear, IntMLP
+from .int_resnet import IntResidualPosterior, decoder_from_arrays, evidence_from_arrays
 
 CODING_FORMAT = "serecodec-coding-model-1"
 SIGMA_BITS = 16        # σ and 1/σ are int / 2**16
@@ -44,42 +45,6 @@ def _table(arrays: dict, name: str) -> Table:
     prefix = f"table/{name}/"
     return Table.from_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
 
-
-# ---------------------------------------------------------------------------------------------
-# integer networks
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class IntLinear:
-    weight: np.ndarray       # integer-valued float64, (in, out) or (G, in, out)
-    bias: np.ndarray         # int64 at scale 2**(in_bits + weight_bits)
-    shift: int               # in_bits + weight_bits − ACT_BITS
-
-    def __post_init__(self) -> None:
-        self.column_bound = float(np.abs(self.weight).sum(axis=-2).max())
-        self.weight32 = self.weight.astype(np.float32) if self.column_bound < EXACT_LIMIT_32 else None
-
-    def __call__(self, x: np.ndarray, engine) -> np.ndarray:
-        product = engine.matmul(x, self.weight, self.weight32, self.column_bound)
-        return clamp_act(round_shift(product + self.bias, self.shift))
-
-
-class IntMLP:
-    """Integer twin of ``GroupedMLP``: output (G, batch, out) at scale 2**ACT_BITS."""
-
-    def __init__(self, layers: list, groups: int, hidden: int, tanh: Optional[Table]) -> None:
-        self.layers, self.groups, self.hidden, self.tanh = layers, groups, hidden, tanh
-
-    def _act(self, h: np.ndarray) -> np.ndarray:
-        return self.tanh(h) if self.tanh is not None else np.maximum(h, 0)
-
-    def __call__(self, x: np.ndarray, engine) -> np.ndarray:
-        h = self._act(self.layers[0](x, engine))
-        h = h.reshape(len(x), self.groups, self.hidden).transpose(1, 0, 2)
-        for i, layer in enumerate(self.layers[1:], start=1):
-            h = layer(h, engine)
-            if i < len(self.layers) - 1 or self.tanh is not None:   # tanh nets have tanh outputs
-                h = self._act(h)
-        return h
 
 # ---------------------------------------------------------------------------------------------
 # the coding model
@@ -101,7 +66,6 @@ class CodingModel:
         self.representative = arrays["representative"]   # Φ⁻¹((i+½)/K), i = 0..K−1
         self.nets = {name: self._load_mlp(name) for name in self.meta["nets"]}
         if m.get("variant") == "resnet":
-            from .int_resnet import IntResidualPosterior, decoder_from_arrays, evidence_from_arrays
             self.evidence_net = evidence_from_arrays(arrays, self.tile_shape, self.num_layers)
             self.decoder_net = decoder_from_arrays(arrays, self.tile_shape)
             self.residual_posteriors = {

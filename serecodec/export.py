@@ -17,7 +17,8 @@ from scipy.special import expit, ndtr, ndtri
 from .coding_model import CDF_BITS, CODING_FORMAT, PIXEL_BITS, SIGMA_BITS, IntLinear, IntMLP, _table
 from .fixedpoint import ACT_BITS, ACT_LIMIT, EXACT_LIMIT, Table
 from .gaussian import variance_from_output
-from .model import FreeAffine, FreeGaussian, GroupedMLP, SeReVAE
+from .layers import GroupedMLP
+from .model import FreeAffine, FreeGaussian, SeReVAE
 
 ACT_RANGE = float(1 << (ACT_BITS + 10))     # |activation| bound every exported layer is checked against
 

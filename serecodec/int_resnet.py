@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .fixedpoint import clamp_act, round_shift
+from .int_layers import IntLinear
 
 PATCH_BUDGET = 1 << 22        # patch values unfolded at once (32 MB of int64)
 
@@ -54,7 +55,6 @@ class IntConvTranspose2:
     TAPS = ((1,), (0, 2))
 
     def __init__(self, linear) -> None:
-        from .coding_model import IntLinear
         weight = linear.weight.reshape(1, -1, 3, 3, linear.weight.shape[-1])
         self.phases = {}
         for a in (0, 1):
@@ -147,7 +147,6 @@ class IntResidualPosterior:
 
 
 def _linear(arrays: dict, name: str):
-    from .coding_model import IntLinear
     return IntLinear(arrays[f"{name}/w"].astype(np.float64), arrays[f"{name}/b"], int(arrays[f"{name}/shift"]))
 
 

@@ -23,20 +23,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import GroupedMLP, glorot_normal_
+
 EVIDENCE_MAPS = (16, 32)
 DECODER_MAPS = (32, 16)
 
 
 def _glorot_(module: nn.Module) -> None:
     """Glorot-normal kernels (the paper's initializer), zero biases."""
-    from .model import _glorot_normal_
     w = module.weight
     receptive = w[0, 0].numel()
     fan_in, fan_out = w.shape[1] * receptive, w.shape[0] * receptive
     if isinstance(module, nn.ConvTranspose2d):
         fan_in, fan_out = fan_out, fan_in
     with torch.no_grad():
-        _glorot_normal_(w, fan_in, fan_out)
+        glorot_normal_(w, fan_in, fan_out)
         if module.bias is not None:
             module.bias.zero_()
 
@@ -88,9 +89,8 @@ class ResNetEvidence(nn.Module):
         flat = c2 * (height // 4) * (width // 4)
         self.fc_weight = nn.Parameter(torch.empty(layers, flat, features))
         self.fc_bias = nn.Parameter(torch.zeros(layers, 1, features))
-        from .model import _glorot_normal_
         with torch.no_grad():
-            _glorot_normal_(self.fc_weight, flat, features)
+            glorot_normal_(self.fc_weight, flat, features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
@@ -134,7 +134,6 @@ class ResidualPosterior(nn.Module):
     def __init__(self, latent_features: int, evidence_features: int, latent_dim: int, hidden: int,
                  depth: int) -> None:
         super().__init__()
-        from .model import GroupedMLP
         self.first = GroupedMLP(latent_features, hidden, latent_dim, groups=2, depth=depth)
         self.hidden_map = GroupedMLP(latent_features, hidden, latent_dim // 3, depth=depth)
         self.residual = GroupedMLP(evidence_features + latent_dim // 3, hidden, latent_dim, groups=2, depth=depth)

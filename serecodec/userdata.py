@@ -96,7 +96,7 @@ def read_training_images(paths: list) -> list:
 
 def to_tile_probabilities(images: list, tile: tuple) -> np.ndarray:
     """(T, th·tw) float32 probabilities: every image cut into tiles as the coder cuts them."""
-    from .bitsback import to_tiles
+    from .tiles import to_tiles
     return to_tiles([np.asarray(image, np.float32) for image in images], tile)[0]
 
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serecodec.bitsback import from_tiles, tile_count, tile_masks, to_tiles
+from serecodec.tiles import from_tiles, tile_count, tile_masks, to_tiles
 from serecodec.codec import Codec
 from serecodec.synthetic import line_art, qr_code, text_page
 

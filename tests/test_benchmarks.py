@@ -94,7 +94,9 @@ def test_bilevel_benchmark(new_results):
 def test_process_benchmark(new_results):
     report = load(new_results, "process_quick")
     assert report["startup_seconds_median"] < 1.0
-    assert report["default_bytes"] <= 1.005 * report["no_names_bytes"]
+    # the default keeps the .npy's name, dtype and shape (so decompress gives the same file back):
+    # a few dozen bytes whatever the image count
+    assert report["default_bytes"] <= report["no_names_bytes"] + 48
     assert report["memory"]["compress_peak_mb"] < 600 and report["memory"]["decompress_peak_mb"] < 600
 
 

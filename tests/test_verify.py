@@ -1,7 +1,8 @@
 """Verification while compressing: stretch by stretch for bits-back, a full decode otherwise."""
 import numpy as np
 
-from serecodec.bitsback import BitsBackEncoder, to_tiles, verify_segment
+from serecodec.bitsback import BitsBackEncoder, verify_segment
+from serecodec.tiles import to_tiles
 from serecodec.codec import Codec
 
 

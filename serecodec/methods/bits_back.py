@@ -16,7 +16,7 @@ import numpy as np
 from ..container.wire import Reader, encode_runs, run_lengths, varints
 from ..errors import ArchiveError
 from .base import Encoded, PayloadMethod
-from .models import MAX_PARTICLES
+from ..bitsback import MAX_PARTICLES
 
 HASH_BYTES = 16
 VERIFY_STRETCH = 1024    # images encoded between two stack snapshots (the unit of overlapped verification)
@@ -60,7 +60,8 @@ class BitsBack(PayloadMethod):
     # -- encoding ----------------------------------------------------------------------------------
     def worth_trying(self, images, models, best_bytes) -> bool:
         """Estimate the bits-back size from the model's -ELBO on a sample of tiles (no coding)."""
-        from ..bitsback import initial_word_count, tile_count, to_tiles
+        from ..bitsback import initial_word_count
+        from ..tiles import tile_count, to_tiles
         model = models.coding
         shapes = [image.shape for image in images]
         if best_bytes is None:
@@ -113,7 +114,9 @@ class BitsBack(PayloadMethod):
         raise AssertionError("unreachable: explicit batch sizes are always affordable")
 
     def _encode_once(self, images, models, progress, verify: bool, divisor):
-        from ..bitsback import WarmStartTooLarge, to_tiles, verify_segment, verify_warm
+        from ..bitsback import verify_segment, verify_warm
+        from ..tiles import to_tiles
+        from ..warm_start import WarmStartTooLarge
         model = models.coding
         for warm in (True, False):
             encoder = self._encoder(models, warm, divisor)
@@ -151,7 +154,9 @@ class BitsBack(PayloadMethod):
 
     # -- decoding ----------------------------------------------------------------------------------
     def validate(self, chunk, shapes, models, unordered) -> None:
-        from ..bitsback import WARM_MAX_PIXELS, WARM_MAX_TOTAL, schedule_sizes, tile_count
+        from ..bitsback import schedule_sizes
+        from ..tiles import tile_count
+        from ..warm_start import WARM_MAX_PIXELS, WARM_MAX_TOTAL
         f = chunk.fields
         if f["particles"] > MAX_PARTICLES:
             raise ArchiveError(f"corrupted archive: {f['particles']} importance particles (at most {MAX_PARTICLES})")
@@ -177,7 +182,8 @@ class BitsBack(PayloadMethod):
             raise ArchiveError("corrupted archive: the warm start is larger than any encoder writes")
 
     def decode(self, chunk, shapes, models, progress=None) -> list:
-        from ..bitsback import decode_images, decode_unordered, from_tiles, tile_masks
+        from ..bitsback import decode_images, decode_unordered
+        from ..tiles import from_tiles, tile_masks
         f = chunk.fields
         model = models.coding_for(f["model_hash"])
         tile, k = model.tile_shape, f["particles"]

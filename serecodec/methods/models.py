@@ -3,9 +3,10 @@ place: the coding model an archive names by hash is found here (shipped, install
 one the caller gave), never swapped into a codec behind its back."""
 from __future__ import annotations
 
+from ..bitsback import MAX_PARTICLES
+from ..warm_start import WarmStart
 from ..errors import InputError, ModelUnavailable
 
-MAX_PARTICLES = 64          # importance particles per tile (bounds a hostile header's work)
 
 
 class Models:
@@ -84,6 +85,5 @@ class Models:
 
     def warm(self):
         """The warm-start models (static digit model for 28x28 images, adaptive for the rest)."""
-        from ..bitsback import WarmStart
         return WarmStart(self.adaptive, self.context)
 
