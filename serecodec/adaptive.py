@@ -13,12 +13,14 @@ context, let a single small image code well; the archive names the table by numb
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .errors import ArchiveError, SerecodecError
+from .fileio import atomic_write_bytes
 from .inputs import require_bilevel
 from .paths import MODELS_DIR
 
@@ -75,7 +77,7 @@ class AdaptiveContextModel:
     def sequence(self, image: np.ndarray) -> tuple:
         """(symbols, P(1) as int / 2**16) of one image in coding order, from fresh counts: what the
         warm start pushes onto the bits-back stack."""
-        from .adaptive_kernel import model_sequence
+        from .adaptive_kernel import model_sequence      # (numba loads when a kernel first runs, not on import)
 
         pixels, heights, widths = _flat([image])
         return model_sequence(pixels, heights, widths, self.initial.copy(), INCREMENT, LIMIT)
@@ -103,9 +105,6 @@ class AdaptiveContextModel:
         return 8.0 * len(self.encode(images))
 
     def save(self, path: Path, meta: str = "") -> None:
-        import io
-
-        from .fileio import atomic_write_bytes
 
         buffer = io.BytesIO()
         np.savez_compressed(buffer, initial=self.initial.astype(np.uint16), meta=np.array(meta))

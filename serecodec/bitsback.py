@@ -32,6 +32,7 @@ from .coding_model import PIXEL_BITS, CodingModel
 from .errors import ArchiveError
 from .importance import index_masses, log2_fixed
 from .inputs import require_bilevel
+from .multiset import ORDER_BITS, Multiset, draw, key, undraw
 from .tiles import from_tiles, tile_count, tile_masks, to_tiles
 from .warm_start import WARM_MAX_PIXELS, WARM_MAX_TOTAL, WarmStartTooLarge
 
@@ -163,7 +164,6 @@ class BitsBackEncoder:
     def push_unordered(self, images: np.ndarray, tile: tuple) -> None:
         """Encode a collection whose order does not matter (N, H, W): each batch's images are
         drawn from the stack (``multiset.draw``), so the order's log2 N! bits come back."""
-        from .multiset import ORDER_BITS, Multiset, draw, key
         by_key = {}
         for image in images:
             by_key.setdefault(key(image), image)
@@ -274,7 +274,6 @@ def verify_warm(after: np.ndarray, warm, images: list) -> bool:
 def decode_unordered(model: CodingModel, compressed: np.ndarray, batch_sizes: Iterable[int], shape: tuple,
                      tile: tuple, progress: Optional[Callable[[int], None]] = None, particles: int = 1) -> list:
     """The mirror of ``push_unordered``: images in canonical order (``multiset.canonical_order``)."""
-    from .multiset import ORDER_BITS, Multiset, key, undraw
     coder = constriction.stream.stack.AnsCoder(np.asarray(compressed, dtype=np.uint32))
     per_image = tile_count([shape], tile)
     bound = per_image * bits_per_image_bound(model, particles) + ORDER_BITS

@@ -16,6 +16,7 @@ import torch
 from .errors import SerecodecError
 from .fileio import atomic_write_bytes
 from .model import ModelConfig, SeReVAE
+from .registry import resolve_weights
 
 CHECKPOINT_FORMAT = "serecodec-checkpoint-1"
 WEIGHTS_FORMAT = "serecodec-weights-1"
@@ -95,7 +96,6 @@ def shipped_models() -> list[str]:
 
 def resolve_model(spec=None) -> Path:
     """``None`` → the default model; a shipped or installed model's name → its file; else a path."""
-    from .registry import resolve_weights
     return resolve_weights(spec)
 
 

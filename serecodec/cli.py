@@ -20,7 +20,11 @@ import numpy as np
 from . import cli_models
 from .cli_support import (SUFFIX, friendly_errors, progress_bar, read_input_bytes, refuse_existing, same_file,
                           write_stdout)
+from .bitsback import initial_word_count
+from .codec import Codec, as_images, describe_range
 from .errors import ArchiveError, InputError, SerecodecError
+from .fileio import atomic_write_bytes, safe_output_paths, write_inside
+from .images import SUFFIX_OF_FORMAT, collect_inputs, encode_image, npy_array, npy_groups
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,9 +63,6 @@ def compress(inputs, output, to_stdout, model, threshold, method, no_names, unor
              skip_other, quiet, verbose):
     """Compress image files (any size), directories of them, .npy arrays (N, H, W) of 0/1, or '-'
     (stdin) into one archive."""
-    from .codec import Codec, as_images
-    from .fileio import atomic_write_bytes
-    from .images import collect_inputs
 
     if to_stdout:
         output = "-"
@@ -119,7 +120,6 @@ def compress(inputs, output, to_stdout, model, threshold, method, no_names, unor
 
 def _report_chunks(report: list, images) -> None:
     """-v: per chunk the method kept, its rate, and the other candidates' sizes or reasons."""
-    from .codec import describe_range
     for number, chunk in enumerate(report, 1):
         pixels = sum(images[i].size for i in range(chunk.first, chunk.first + chunk.count))
         others = ", ".join(f"{name} {value:,} bytes" if isinstance(value, int) else f"{name} {value}"
@@ -155,8 +155,6 @@ def _default_target(archive: str, count: int) -> Path:
 def decompress(archive, output, to_stdout, as_npy, model, force, keep, salvage, quiet):
     """Restore every image of an archive bit-exactly, each in its original file format under its
     stored name (PNG where the archive records none), or as one array with --npy."""
-    from .codec import Codec, describe_range
-    from .fileio import atomic_write_bytes, safe_output_paths, write_inside
 
     data = read_input_bytes(archive)
     codec = Codec(model)
@@ -235,7 +233,6 @@ def decompress(archive, output, to_stdout, as_npy, model, force, keep, salvage, 
 def _output_files(header, kept: list, images, formats: list, names: list) -> list:
     """[(file name, bytes)] to write: each .npy source whole (its dtype and shape as recorded),
     every other image in its own format, with its own PBM/PGM header where one was kept."""
-    from .images import SUFFIX_OF_FORMAT, encode_image, npy_array, npy_groups
     position = {index: n for n, index in enumerate(kept)}
     files, done = [], set()
     arrays = list(header.arrays or [])
@@ -284,7 +281,6 @@ def _parse(codec, path, data: bytes):
 def test_archives(archives, model, quiet):
     """Decode every archive and verify its checksums; write nothing. Names each damaged chunk and
     its images. Exit 1 if any fails."""
-    from .codec import Codec, describe_range
 
     codec, failed = Codec(model), 0
     for archive in archives:
@@ -310,7 +306,6 @@ def test_archives(archives, model, quiet):
 def _read_header(archive: str, model=None):
     """(bytes, parsed archive) through the one reading path (``Codec.read``); a chunk whose
     model is missing still lists, its reason kept in ``chunk.damage``."""
-    from .codec import Codec, describe_range
     data = read_input_bytes(archive)
     header = _parse(Codec(model), archive, data)
     for number, chunk in enumerate(header.chunks, 1):
@@ -350,7 +345,6 @@ def list_archive(archive, as_json):
 @friendly_errors
 def info(archive, model, as_json):
     """Show an archive's header: format, method, chunks, model, count, sizes, and bits per dimension."""
-    from .codec import describe_range
 
     data, header = _read_header(archive, model)
     dims = header.pixels
@@ -374,8 +368,6 @@ def info(archive, model, as_json):
         "bits_per_dim": 8 * len(data) / dims if dims else None,
     }
     if bits_back and not missing:   # the initial bits are a property of the coding model (none with a warm start)
-        from .bitsback import initial_word_count
-        from .codec import Codec
         known = Codec(model).models.coding_for(hashes[0])
         initial = sum(0 if c.fields["warm_images"] else 32 * initial_word_count(known, c.fields["particles"])
                       for c in bits_back)

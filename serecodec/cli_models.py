@@ -1,17 +1,22 @@
 """The model commands of ``serecodec``: bpd (likelihoods and the real coded rate), export, train
-(on a user's images; the policy lives in ``user_training``) and models. Each imports torch only
-when it runs, so the archive commands never load it."""
+(on a user's images; the policy lives in ``user_training``) and models. The modules that need
+torch (checkpoint, evaluate, user_training) are imported inside the commands that use them, so
+the archive commands, which import this module, never load torch."""
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from .cli_support import friendly_errors, progress_bar, refuse_existing
+from .data import fixed_test_set, load_mnist
 from .errors import InputError
+from .images import read_npy
+from .registry import models, user_models_dir
 
 
 @click.command()
@@ -39,14 +44,10 @@ from .errors import InputError
 def bpd(model_path, data_path, data_dir, limit, iw_samples, particles, iw_limit, full, code, threads, as_json, quiet):
     """Model -ELBO, IW log-likelihood and real coded rate, in nats/image and bits/dim: the cheap
     figures first (float -ELBO), then the coder's, then the IW estimate."""
-    import time
-
     import torch
 
-    from .checkpoint import load_model, resolve_model
-    from .data import fixed_test_set, load_mnist
+    from .checkpoint import load_model, resolve_model          # (torch: only when bpd runs)
     from .evaluate import elbo_figures, iw_figures
-    from .images import read_npy
 
     if threads:
         torch.set_num_threads(threads)
@@ -195,7 +196,6 @@ def _advance(bar, record: dict, max_minutes: float) -> None:
 @friendly_errors
 def list_models(as_json):
     """List the shipped and installed coding models (name, tile, hash, size, bits/dim)."""
-    from .registry import models, user_models_dir
     cards = models()
     if as_json:
         click.echo(json.dumps(cards, indent=2))

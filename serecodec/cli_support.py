@@ -6,6 +6,7 @@ import functools
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -39,7 +40,6 @@ def friendly_errors(func):
 
 
 def main_thread() -> bool:
-    import threading
     return threading.current_thread() is threading.main_thread()
 
 
@@ -54,7 +54,7 @@ def fail(message: str) -> None:
 
 def progress_bar(total: int, desc: str, quiet: bool, least: int = 512):
     """A progress bar on a terminal only (never in pipes or logs), for work of at least ``least`` items."""
-    from tqdm import tqdm
+    from tqdm import tqdm       # (only when a command shows progress)
 
     return tqdm(total=total, desc=desc, unit="img", disable=quiet or total < least or not sys.stderr.isatty(),
                 file=sys.stderr, leave=False)

@@ -18,13 +18,16 @@ from typing import BinaryIO, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from .bitsback import BitsBackEncoder
 from .container import MAX_TOTAL_PIXELS, Archive, Chunk, iter_chunks, parse, pixel_crc
+from .container.archive import MAX_FILE_HEADER
 from .container.wire import size_runs
 from .errors import ArchiveError, InputError, LimitError, ModelUnavailable, SerecodecError, VerificationError
-from .inputs import (Images, as_images, background_is_one, binary_or_none, check_formats, check_names,  # noqa: F401
-                     shapes_of, with_polarity)
+from .fixedpoint import get_engine
+from .inputs import Images, as_images, background_is_one, check_formats, check_names, shapes_of, with_polarity
 from .methods import METHOD_NAMES, by_code, by_name
 from .methods.models import Models
+from .multiset import canonical_order
 from .registry import resolve_coding_model
 from .stream import StreamWriter
 
@@ -80,7 +83,6 @@ class Codec:
             raise InputError(f"chunk_pixels must be positive, not {chunk_pixels}")
         self.chunk_pixels = chunk_pixels
         if engine.startswith("torch:cuda"):
-            from .fixedpoint import get_engine
             get_engine(engine)          # fail now, in one line, if CUDA is not there
 
     @property
@@ -98,7 +100,6 @@ class Codec:
 
     def encoder(self, warm: bool = True):
         """A bits-back encoder; ``warm``: start from an empty stack with the context models."""
-        from .bitsback import BitsBackEncoder
         m = self.models
         return BitsBackEncoder(m.coding, m.max_batch, m.warm() if warm and m.warm_start else None, m.particles)
 
@@ -146,7 +147,6 @@ class Codec:
         names = check_names(names, len(shapes))
         formats = check_formats(formats, len(shapes))
         if not ordered:
-            from .multiset import canonical_order
             if names is not None:
                 raise InputError("an unordered archive restores images in canonical order, so it stores no names")
             if not isinstance(images, np.ndarray):
@@ -344,7 +344,6 @@ def check_headers(headers, count: int) -> Optional[list]:
     """One bytes object (the image file's own header, or b"") per image."""
     if headers is None or not any(headers):
         return None
-    from .container.archive import MAX_FILE_HEADER
     headers = [bytes(h) for h in headers]
     if len(headers) != count or any(len(h) > MAX_FILE_HEADER for h in headers):
         raise InputError(f"headers: give one (at most {MAX_FILE_HEADER} bytes) per image")

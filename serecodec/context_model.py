@@ -11,6 +11,7 @@ and its probabilities are integers / 2**PIXEL_BITS, so coding is bit-exact every
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import constriction
 import numpy as np
 
 from .errors import SerecodecError
+from .fileio import atomic_write_bytes
 from .inputs import require_bilevel
 from .paths import MODELS_DIR
 
@@ -136,8 +138,6 @@ class ContextModel:
             raise ValueError(f"the context model codes {self.height}x{self.width} images, not {shape}")
 
     def save(self, path: Path, meta: str = "") -> None:
-        from .fileio import atomic_write_bytes
-        import io
         buffer = io.BytesIO()
         np.savez_compressed(buffer, table=self.table.astype(np.int32), shape=np.array([self.height, self.width]),
                             meta=np.array(meta))

@@ -7,6 +7,8 @@ once per image; the k samples are pushed through the rest of the hierarchy in ch
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import math
 import time
 from typing import Callable, Optional
@@ -14,6 +16,12 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from .bitsback import initial_word_count
+from .codec import Codec
+from .coding_model import CodingModel
+from .errors import SerecodecError
+from .export import export_coding_model
+from .registry import resolve_coding_model
 from .data import NUM_PIXELS
 from .model import SeReVAE
 
@@ -121,7 +129,6 @@ def coding_bound(coding_model, images: np.ndarray, particles: int = 1, chunk: in
 
 
 def _no_progress(total: int, desc: str):
-    from contextlib import nullcontext
 
     class _Bar:
         def update(self, n: int = 1) -> None:
@@ -138,12 +145,6 @@ def coded_rates(model_spec, model: SeReVAE, images: np.ndarray, particles: int =
     particles. Not verified while encoding (the decode that follows checks every pixel), so the
     speeds are the coder's own.
     ``progress(total, desc)`` makes a context manager with ``update(n)`` (a progress bar)."""
-    from .bitsback import initial_word_count
-    from .codec import Codec
-    from .coding_model import CodingModel
-    from .errors import SerecodecError
-    from .export import export_coding_model
-    from .registry import resolve_coding_model
 
     try:
         shipped = resolve_coding_model(model_spec)

@@ -14,6 +14,8 @@ import stat
 import tempfile
 from pathlib import Path, PurePosixPath
 
+from .container.limits import MAX_NAME_BYTES
+from .container.wire import name_bytes
 from .errors import InputError
 
 TMP_MARK = ".serecodec-"
@@ -78,11 +80,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def safe_relative(name: str) -> PurePosixPath:
+    """A stored name as a relative path that stays inside the output directory, or InputError."""
+    path = PurePosixPath(name)
+    raw = name_bytes(name)
+    if (path.is_absolute() or ".." in path.parts or not path.parts or "\\" in name or b"\0" in raw
+            or any(len(name_bytes(part)) > 255 for part in path.parts) or len(raw) > MAX_NAME_BYTES):
+        raise InputError(f"archive holds an unsafe file name {name!r}")
+    return path
+
+
 def safe_output_paths(names: list, suffixes: list, archive: str) -> list:
     """Relative output paths for stored names; refuses unsafe names and clashes before anything
     is written (two equal paths, or a file where another name needs a directory)."""
-    from .images import safe_relative
-
     paths = [safe_relative(str(safe_relative(name)) + suffix) for name, suffix in zip(names, suffixes)]
     if len(set(paths)) != len(paths):
         raise InputError(f"{archive}: holds the same file name twice; use --npy to get every image")

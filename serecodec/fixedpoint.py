@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 ACT_BITS = 12                       # activations are int / 2**12
 ACT_LIMIT = 1 << (ACT_BITS + 10)    # |activation| ≤ 1024.0, keeps every GEMM sum below 2**53
 EXACT_LIMIT = float(1 << 53)
@@ -56,10 +58,9 @@ class TorchEngine:
     name = "torch"
 
     def __init__(self, device: str = "cpu") -> None:
-        import torch
+        import torch       # (the torch engine only; the numpy engine never loads it)
 
         if device.startswith("cuda") and not torch.cuda.is_available():
-            from .errors import InputError
             raise InputError(f"engine torch:{device}: CUDA is not available on this machine (use numpy or torch)")
         self.torch, self.device, self._cache = torch, device, {}
 
@@ -80,7 +81,6 @@ def get_engine(name: str = "numpy"):
     if name.startswith("torch"):
         device = name.split(":", 1)[1] if ":" in name else "cpu"
         return TorchEngine(device)
-    from .errors import InputError
     raise InputError(f"unknown compute engine {name!r} (numpy, torch, torch:cuda)")
 
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 import io
 import re
 import warnings
-from pathlib import Path, PurePosixPath
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Optional
 
 import numpy as np
 from PIL import Image
 
-from .container.limits import MAX_IMAGE_PIXELS, MAX_NAME_BYTES, check_image_shape
-from .container.wire import name_bytes
-from .errors import InputError, LimitError
+from .container.limits import MAX_IMAGE_PIXELS, check_image_shape
+from .errors import ArchiveError, InputError, LimitError
 from .inputs import binary_or_none
 
 IMAGE_SUFFIXES = {".png", ".pbm", ".pgm", ".ppm", ".pnm", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -283,7 +282,6 @@ def npy_groups(names: Optional[list], formats: Optional[list], count: int) -> li
 
 def npy_array(images, dtype: str, shape: tuple, one: int) -> np.ndarray:
     """The .npy file's array again from its images (0/1), or ArchiveError if they do not fit."""
-    from .errors import ArchiveError
     block = np.asarray(images, dtype=np.uint8)
     if int(np.prod(shape, dtype=object)) != block.size:
         raise ArchiveError(f"corrupted archive: an array of shape {shape} cannot hold {block.size} pixels")
@@ -294,16 +292,6 @@ def npy_array(images, dtype: str, shape: tuple, one: int) -> np.ndarray:
     if kind.kind not in "biuf":
         raise ArchiveError(f"corrupted archive: unknown array type {dtype!r}")
     return (block * np.uint8(one)).astype(kind).reshape(shape)
-
-
-def safe_relative(name: str) -> PurePosixPath:
-    """A stored name as a relative path that stays inside the output directory, or InputError."""
-    path = PurePosixPath(name)
-    raw = name_bytes(name)
-    if (path.is_absolute() or ".." in path.parts or not path.parts or "\\" in name or b"\0" in raw
-            or any(len(name_bytes(part)) > 255 for part in path.parts) or len(raw) > MAX_NAME_BYTES):
-        raise InputError(f"archive holds an unsafe file name {name!r}")
-    return path
 
 
 def encode_image(image: np.ndarray, fmt: str, header: bytes = b"") -> bytes:

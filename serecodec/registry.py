@@ -15,7 +15,11 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from platformdirs import user_data_dir
+
+from .coding_model import load_coding_model
 from .errors import SerecodecError
+from .fileio import atomic_write_bytes
 from .paths import MODELS_DIR
 
 DEFAULT_NAME = "default"
@@ -29,7 +33,6 @@ def user_models_dir() -> Path:
     env = os.environ.get("SERECODEC_MODELS")
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_data_dir
     return Path(user_data_dir("serecodec")) / "models"
 
 
@@ -71,8 +74,6 @@ def card_path(coding_path: Path) -> Path:
 
 def write_card(coding_path: Path, **fields) -> dict:
     """Write NAME.json beside NAME.coding.npz: what ``models`` lists and hash lookup reads."""
-    from .coding_model import load_coding_model
-    from .fileio import atomic_write_bytes
 
     model = load_coding_model(coding_path)
     card = {"name": Path(coding_path).name.removesuffix(".coding.npz"), "hash": model.hash,
@@ -93,8 +94,7 @@ def models() -> list:
                 card = None
             if not isinstance(card, dict) or "hash" not in card:
                 try:
-                    from .coding_model import load_coding_model
-                    model = load_coding_model(coding)
+                                    model = load_coding_model(coding)
                 except SerecodecError:
                     continue
                 card = {"name": coding.name.removesuffix(".coding.npz"), "hash": model.hash,

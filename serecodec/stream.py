@@ -7,9 +7,12 @@ from typing import Optional, Sequence
 from .container import Archive, Chunk, pixel_crc
 from .container.wire import size_runs
 from .errors import InputError
+from .fileio import atomic_write_bytes
 from .inputs import Images, as_images, background_is_one, check_names, shapes_of, with_polarity
 from .methods import by_name
 from .methods.bits_back import BitsBack
+from .tiles import to_tiles
+from .warm_start import WARM_MAX_PIXELS, WarmStartTooLarge
 
 
 class StreamWriter:
@@ -57,8 +60,6 @@ class StreamWriter:
     def _push(self, images, start: int) -> int:
         """Push images from ``start`` on into the open chunk, as one bits-back push where the
         warm start is over, up to the chunk's pixel budget; returns where it stopped."""
-        from .tiles import to_tiles
-        from .warm_start import WARM_MAX_PIXELS, WarmStartTooLarge
         if self.count == self.first and images[start].size > WARM_MAX_PIXELS:
             self.encoder = self.codec.encoder(warm=False)      # a large first image: initial words instead
         if self.encoder.needs_warmth():
@@ -100,7 +101,6 @@ class StreamWriter:
         if hasattr(self.target, "write"):
             self.target.write(data)
         else:
-            from .fileio import atomic_write_bytes
             atomic_write_bytes(self.target, data)
 
     def to_bytes(self) -> bytes:

@@ -66,7 +66,7 @@ def scanned_page(rng: np.random.Generator, size=(1240, 1754)) -> np.ndarray:
 
 
 def qr_code(rng: np.random.Generator, scale: int = 4) -> np.ndarray:
-    import segno
+    import segno           # (a test and benchmark dependency, for QR codes only)
 
     text = " ".join(WORDS[int(i)] for i in rng.integers(len(WORDS), size=int(rng.integers(3, 30))))
     code = segno.make(text, error="m")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .errors import SerecodecError
 from .model import ModelConfig, SeReVAE
 from .distributed import join_world
@@ -112,7 +112,6 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
     epoch, step, elapsed_before, bad_steps = 0, 0, 0.0, 0
     if cfg.init_weights and not (resume and ckpt_path.exists()):
-        from .checkpoint import load_model
         model.load_state_dict(load_model(cfg.init_weights).state_dict())
         if world.is_main:
             log(f"weights initialized from {cfg.init_weights}")

@@ -10,7 +10,16 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .checkpoint import export_weights, load_model
+from .codec import Codec
+from .coding_model import save_coding_model
+from .data import binarize_fixed
 from .errors import InputError
+from .export import export_coding_model
+from .model import PRESETS, ModelConfig
+from .registry import install, resolve_weights, write_card
+from .trainer import TrainConfig, train
+from .userdata import parse_tile, read_training_images, split_valid, to_tile_probabilities
 
 # tiles a CPU core trains per second, by preset (to turn --max-minutes into an epoch budget)
 PACE_TILES_PER_S = {"resnet": 200}
@@ -25,9 +34,6 @@ def coding_path(weights: Path) -> Path:
 def export_model(checkpoint: Path, weights: Path, bucket_bits: int = 8) -> str:
     """Freeze a training checkpoint into fp16 weights (``weights``) and the integer coding model
     beside it; returns the coding model's hash."""
-    from .checkpoint import export_weights, load_model
-    from .coding_model import save_coding_model
-    from .export import export_coding_model
     export_weights(checkpoint, weights)
     return save_coding_model(export_coding_model(load_model(weights), bucket_bits, source=weights.name),
                              coding_path(weights))
@@ -36,8 +42,6 @@ def export_model(checkpoint: Path, weights: Path, bucket_bits: int = 8) -> str:
 def initial_weights(spec: str, model_cfg) -> Optional[Path]:
     """The weight file a run starts from (``auto``: the shipped default when it has this
     architecture and tile; ``none``: from scratch)."""
-    from .checkpoint import load_model
-    from .registry import resolve_weights
     if spec == "none":
         return None
     path = resolve_weights(None if spec == "auto" else spec)
@@ -60,7 +64,6 @@ def budget_epochs(epochs: int, max_minutes: float, tiles: int, tiles_per_s: floa
 
 def validation_rates(coding: Path, images: np.ndarray, tile: tuple) -> dict:
     """Bits/dim of the whole validation set as one archive, per method."""
-    from .codec import Codec
     codec = Codec(str(coding))
     squares = images.reshape(-1, *tile).astype(np.uint8)
     return {method: 8 * len(codec.compress(squares, method=method)) / squares.size
@@ -93,11 +96,6 @@ def train_user_model(req: TrainingRequest, on_start: Callable[[dict], None] = la
                      on_epoch: Callable[[dict], None] = lambda record: None) -> dict:
     """Train, export and measure a model on the user's images; returns a summary. ``on_start``
     receives what the run will do (tiles, validation, run directory, initial weights)."""
-    from .data import binarize_fixed
-    from .model import PRESETS, ModelConfig
-    from .registry import install, write_card
-    from .trainer import TrainConfig, train
-    from .userdata import parse_tile, read_training_images, split_valid, to_tile_probabilities
 
     out = Path(req.output)
     if out.suffix != ".pt":

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .data import DataError, read_idx
+from .tiles import to_tiles
 from .errors import InputError
 from .images import IMAGE_SUFFIXES
 
@@ -57,7 +59,6 @@ def _npy(path: Path) -> list:
 
 
 def _idx(path: Path) -> list:
-    from .data import DataError, read_idx
     try:
         array = read_idx(path)
     except (DataError, OSError) as exc:
@@ -96,7 +97,6 @@ def read_training_images(paths: list) -> list:
 
 def to_tile_probabilities(images: list, tile: tuple) -> np.ndarray:
     """(T, th·tw) float32 probabilities: every image cut into tiles as the coder cuts them."""
-    from .tiles import to_tiles
     return to_tiles([np.asarray(image, np.float32) for image in images], tile)[0]
 
 

@@ -164,3 +164,27 @@ def test_archives_written_before_format_4_decode_as_they_did(codec):
             broken[len(data) // 2] ^= 0x20
             with pytest.raises(ArchiveError):
                 codec.decompress(bytes(broken))
+
+
+def test_cli_salvage_and_test_name_the_damaged_chunk(tmp_path, digits):
+    """2,400 digits are three chunks at the default size; one flipped byte in the middle."""
+    from click.testing import CliRunner
+
+    from serecodec.cli import main
+    images = np.concatenate([digits.reshape(-1, 28, 28)] * 8)
+    source = tmp_path / "d.npy"
+    np.save(source, images)
+    run = lambda *args: CliRunner().invoke(main, [str(a) for a in args])  # noqa: E731
+    assert run("compress", source, "-q").exit_code == 0
+    archive = tmp_path / "d.npy.sere"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x08
+    archive.write_bytes(bytes(data))
+    tested = run("test", archive)
+    assert tested.exit_code == 1 and "chunk 2 of 3 (images 1001-2000)" in tested.output
+    rescued = run("decompress", archive, "--salvage", "--npy", "-o", tmp_path / "out.npz")
+    assert rescued.exit_code == 1 and "chunk 2 (images 1001-2000) is lost" in rescued.output
+    assert "1400 of 2400 images restored" in rescued.output
+    kept = np.load(tmp_path / "out.npz")
+    assert len(kept.files) == 1400 and "Traceback" not in rescued.output
+    assert run("decompress", archive, "-o", tmp_path / "plain").exit_code == 1     # no salvage: refused

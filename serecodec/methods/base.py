@@ -9,6 +9,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..container import Chunk
+from ..container.limits import PAYLOAD_SLACK_PIXELS
 from ..errors import ArchiveError
 from .models import Models
 
@@ -62,7 +63,6 @@ class PayloadMethod:
         if self.pixels_per_byte is None:
             return
         pixels = sum(h * w for h, w in shapes)
-        from ..container.limits import PAYLOAD_SLACK_PIXELS
         if pixels > self.pixels_per_byte * len(chunk.payload) + PAYLOAD_SLACK_PIXELS:
             raise ArchiveError(f"corrupted archive: {len(chunk.payload)} payload bytes cannot hold {pixels:,} pixels")
 

@@ -13,10 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..bitsback import (MAX_PARTICLES, BitsBackEncoder, ScheduleUnaffordable, decode_images, decode_unordered,
+                        initial_word_count, schedule_sizes, verify_segment, verify_warm)
 from ..container.wire import Reader, encode_runs, run_lengths, varints
 from ..errors import ArchiveError
+from ..tiles import from_tiles, tile_count, tile_masks, to_tiles
+from ..warm_start import WARM_MAX_PIXELS, WARM_MAX_TOTAL, WarmStartTooLarge
 from .base import Encoded, PayloadMethod
-from ..bitsback import MAX_PARTICLES
 
 HASH_BYTES = 16
 VERIFY_STRETCH = 1024    # images encoded between two stack snapshots (the unit of overlapped verification)
@@ -60,8 +63,6 @@ class BitsBack(PayloadMethod):
     # -- encoding ----------------------------------------------------------------------------------
     def worth_trying(self, images, models, best_bytes) -> bool:
         """Estimate the bits-back size from the model's -ELBO on a sample of tiles (no coding)."""
-        from ..bitsback import initial_word_count
-        from ..tiles import tile_count, to_tiles
         model = models.coding
         shapes = [image.shape for image in images]
         if best_bytes is None:
@@ -95,7 +96,6 @@ class BitsBack(PayloadMethod):
                        verified=encoder.verified if not unordered and verify else None)
 
     def _encoder(self, models, warm: bool, divisor=None):
-        from ..bitsback import BitsBackEncoder
         return BitsBackEncoder(models.coding, models.max_batch, models.warm() if warm and models.warm_start else None,
                                models.particles, divisor)
 
@@ -105,7 +105,6 @@ class BitsBack(PayloadMethod):
         ``verify``: check every stretch of VERIFY_STRETCH images by decoding it from the stack it left
         (``bitsback.verify_segment``) in a second thread while the next stretch encodes; the
         encoder's ``verified`` is then True only if every stretch came back exactly."""
-        from ..bitsback import ScheduleUnaffordable
         for divisor in SCHEDULE_DIVISORS + (None,):
             try:
                 return self._encode_once(images, models, progress, verify, divisor)
@@ -114,9 +113,6 @@ class BitsBack(PayloadMethod):
         raise AssertionError("unreachable: explicit batch sizes are always affordable")
 
     def _encode_once(self, images, models, progress, verify: bool, divisor):
-        from ..bitsback import verify_segment, verify_warm
-        from ..tiles import to_tiles
-        from ..warm_start import WarmStartTooLarge
         model = models.coding
         for warm in (True, False):
             encoder = self._encoder(models, warm, divisor)
@@ -154,9 +150,6 @@ class BitsBack(PayloadMethod):
 
     # -- decoding ----------------------------------------------------------------------------------
     def validate(self, chunk, shapes, models, unordered) -> None:
-        from ..bitsback import schedule_sizes
-        from ..tiles import tile_count
-        from ..warm_start import WARM_MAX_PIXELS, WARM_MAX_TOTAL
         f = chunk.fields
         if f["particles"] > MAX_PARTICLES:
             raise ArchiveError(f"corrupted archive: {f['particles']} importance particles (at most {MAX_PARTICLES})")
@@ -182,8 +175,6 @@ class BitsBack(PayloadMethod):
             raise ArchiveError("corrupted archive: the warm start is larger than any encoder writes")
 
     def decode(self, chunk, shapes, models, progress=None) -> list:
-        from ..bitsback import decode_images, decode_unordered
-        from ..tiles import from_tiles, tile_masks
         f = chunk.fields
         model = models.coding_for(f["model_hash"])
         tile, k = model.tile_shape, f["particles"]

@@ -3,10 +3,15 @@ place: the coding model an archive names by hash is found here (shipped, install
 one the caller gave), never swapped into a codec behind its back."""
 from __future__ import annotations
 
-from ..bitsback import MAX_PARTICLES
-from ..warm_start import WarmStart
-from ..errors import InputError, ModelUnavailable
+from threadpoolctl import threadpool_limits
 
+from ..adaptive import load_adaptive_model
+from ..bitsback import MAX_PARTICLES
+from ..coding_model import CodingModel, load_coding_model
+from ..context_model import load_context_model
+from ..errors import InputError, ModelUnavailable
+from ..registry import find_by_hash, resolve_coding_model
+from ..warm_start import WarmStart
 
 
 class Models:
@@ -31,8 +36,6 @@ class Models:
     def coding(self):
         """The caller's coding model (bits-back encoding)."""
         if self._default is None:
-            from ..coding_model import CodingModel, load_coding_model
-            from ..registry import resolve_coding_model
             spec = self.spec
             self._default = spec if isinstance(spec, CodingModel) else load_coding_model(
                 resolve_coding_model(spec), self.engine)
@@ -48,8 +51,6 @@ class Models:
             if full.startswith(prefix):
                 return model
         if self.spec is None:
-            from ..coding_model import load_coding_model
-            from ..registry import find_by_hash
             found = find_by_hash(prefix)
             if found is None:
                 raise ModelUnavailable(f"archive needs coding model {prefix[:16]}…, which is neither shipped nor "
@@ -65,7 +66,6 @@ class Models:
     def adaptive(self):
         """The adaptive context model (any size)."""
         if self._adaptive is None:
-            from ..adaptive import load_adaptive_model
             self._adaptive = load_adaptive_model()
         return self._adaptive
 
@@ -73,14 +73,12 @@ class Models:
     def context(self):
         """The static digit context model (28x28 only)."""
         if self._context is None:
-            from ..context_model import load_context_model
             self._context = load_context_model()
         return self._context
 
     def limited(self):
         """BLAS threads for the coder's products. One is the default: on a busy 2-core machine a
         second OpenBLAS thread made encoding 16x slower (benchmarks/codec.py measures both)."""
-        from threadpoolctl import threadpool_limits
         return threadpool_limits(limits=self.threads, user_api="blas")
 
     def warm(self):

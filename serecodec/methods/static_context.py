@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..context_model import CURRENT_TABLE
 from ..errors import ArchiveError
 from .base import Encoded, PayloadMethod
 
@@ -33,11 +34,9 @@ class StaticContext(PayloadMethod):
         return len(images) <= AUTO_MAX_IMAGES
 
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
-        from ..context_model import CURRENT_TABLE
         return Encoded(models.context.encode(images).astype("<u4").tobytes(), {"table": CURRENT_TABLE})
 
     def validate(self, chunk, shapes, models, unordered) -> None:
-        from ..context_model import CURRENT_TABLE
         if chunk.fields["table"] != CURRENT_TABLE:
             raise ArchiveError(f"archive uses context table {chunk.fields['table']}; this version of serecodec "
                                f"has table {CURRENT_TABLE}")
