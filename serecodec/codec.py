@@ -153,7 +153,8 @@ class Codec:
                 raise InputError("an unordered archive holds images of one size")
             if formats is not None and len(set(formats)) > 1:
                 raise InputError("an unordered archive records one format for all images")
-            images = images[canonical_order(images)]
+            # the decoder restores the canonical order of what was coded (polarity applied)
+            images = images[canonical_order(with_polarity(images, background_is_one(images)))]
         inverted = background_is_one(images)
         coded = with_polarity(images, inverted)
         archive = Archive(size_runs(shapes), names=names, formats=formats, unordered=not ordered, inverted=inverted,
@@ -198,14 +199,23 @@ class Codec:
         return chunk, ChunkReport(first, len(images), coder.name, size, tried)
 
     def _verify_chunk(self, coder, encoded, chunk: Chunk, images, unordered: bool) -> None:
+        """The chunk decodes to ``images``, its parameters read back as written (so fields a
+        decoder derives, like scheduled batch sizes, are the encoder's), or VerificationError."""
         if encoded.verified is False:
             raise VerificationError(f"verification failed: {coder.name} did not decode back to its input")
+        shapes = shapes_of(images)
+        parsed = Chunk(chunk.code, chunk.count, chunk.method, params=chunk.params, payload=chunk.payload)
+        try:
+            parsed.fields = coder.read_params(chunk.params, len(chunk.payload))
+            coder.validate(parsed, shapes, self.models, unordered)
+        except SerecodecError as exc:
+            raise VerificationError(f"verification failed: {coder.name} parameters do not read back ({exc})") from None
+        if any(encoded.fields.get(key) != value for key, value in parsed.fields.items()):
+            raise VerificationError(f"verification failed: {coder.name} parameters do not read back as written")
         if encoded.verified:
             return
-        shapes = shapes_of(images)
         try:
-            coder.validate(chunk, shapes, self.models, unordered)
-            back = coder.decode(chunk, shapes, self.models)
+            back = coder.decode(parsed, shapes, self.models)
         except SerecodecError as exc:
             raise VerificationError(f"verification failed: {coder.name} output does not decode ({exc})") from None
         if len(back) != len(images) or not all(np.array_equal(a, b) for a, b in zip(back, images)):

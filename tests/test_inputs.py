@@ -70,6 +70,10 @@ def test_a_white_page_is_coded_as_its_negative(digits):
     assert len(as_page) <= len(as_ink) + 16                       # not 9 bits/dim
     assert np.array_equal(codec.decompress(as_page), 1 - ink) and codec.read(as_page).inverted == [True] * 100
     assert codec.read(as_ink).inverted is None
+    mixed = np.concatenate([ink[:20], 1 - ink[20:40]])               # unordered: the same multiset back
+    for method in ("bits-back", "adaptive"):
+        back = codec.decompress(codec.compress(mixed, ordered=False, method=method))
+        assert sorted(map(bytes, back.reshape(40, -1))) == sorted(map(bytes, mixed.reshape(40, -1)))
 
 
 def test_non_images_in_a_directory_stop_the_run_unless_skipped(tmp_path, digits):

@@ -89,7 +89,8 @@ class BitsBack(PayloadMethod):
                 progress(len(images))
         else:
             encoder = self._encode_ordered(images, models, progress, verify)
-        fields = dict(model_hash=model.hash, particles=models.particles, warm_images=encoder.warm_images,
+        fields = dict(model_hash=model.hash[:2 * HASH_BYTES], particles=models.particles,
+                      warm_images=encoder.warm_images,
                       multiset=unordered, batch_sizes=list(encoder.batch_sizes), divisor=encoder.divisor or 0,
                       max_batch=encoder.max_batch, stretch=VERIFY_STRETCH)
         return Encoded(encoder.compressed().astype("<u4").tobytes(), fields,
