@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from . import cli_models
-from .cli_support import (SUFFIX, friendly_errors, progress_bar, read_input_bytes, refuse_existing, same_file,
+from .cli_support import (SUFFIX, cores, friendly_errors, progress_bar, read_input_bytes, refuse_existing, same_file,
                           write_stdout)
 from .bitsback import initial_word_count
 from .codec import Codec, as_images, describe_range
@@ -53,6 +53,8 @@ def main():
 @click.option("--no-verify", is_flag=True, help="Skip decoding the archive again before writing it.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing archive.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the inputs (always the case; accepted for gzip habits).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Chunks coded at once (default: every core); the archive is the same for any count.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--skip-other", is_flag=True, help="Leave out files of input directories that are not images "
                                                  "(each named in a warning); without it they stop the run.")
@@ -60,7 +62,7 @@ def main():
                                                     "came to (or why they were not tried).")
 @friendly_errors
 def compress(inputs, output, to_stdout, model, threshold, method, no_names, unordered, particles, no_verify, force, keep,
-             skip_other, quiet, verbose):
+             threads, skip_other, quiet, verbose):
     """Compress image files (any size), directories of them, .npy arrays (N, H, W) of 0/1, or '-'
     (stdin) into one archive."""
 
@@ -98,7 +100,7 @@ def compress(inputs, output, to_stdout, model, threshold, method, no_names, unor
     if unordered and names is not None:
         raise InputError("--unordered restores images in canonical order, so it cannot keep file names; "
                          "add --no-names")
-    codec = Codec(model, particles=particles)
+    codec = Codec(model, particles=particles, workers=threads or cores())
     report: list = []
     with progress_bar(len(images), "compress", quiet) as bar:
         data = codec.compress(images, names, progress=bar.update, method=method,
@@ -150,14 +152,16 @@ def _default_target(archive: str, count: int) -> Path:
 @click.option("-k", "--keep", is_flag=True, help="Keep the archive (always the case; accepted for gzip habits).")
 @click.option("--salvage", is_flag=True, help="Restore every image of every intact chunk of a damaged archive, "
                                              "name the lost ones, exit 1 if any were lost.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Chunks decoded at once (default: every core).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @friendly_errors
-def decompress(archive, output, to_stdout, as_npy, model, force, keep, salvage, quiet):
+def decompress(archive, output, to_stdout, as_npy, model, force, keep, salvage, threads, quiet):
     """Restore every image of an archive bit-exactly, each in its original file format under its
     stored name (PNG where the archive records none), or as one array with --npy."""
 
     data = read_input_bytes(archive)
-    codec = Codec(model)
+    codec = Codec(model, workers=threads or cores())
     header = _parse(codec, archive, data)
     lost = []
     with progress_bar(header.count, "decompress", quiet) as bar:
@@ -276,13 +280,15 @@ def _parse(codec, path, data: bytes):
 @click.command(name="test")
 @click.argument("archives", nargs=-1, required=True)
 @click.option("--model", default=None, metavar="NAME|PATH", help="Coding model (default: the shipped one).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Chunks decoded at once (default: every core).")
 @click.option("-q", "--quiet", is_flag=True, help="Only the exit status tells.")
 @friendly_errors
-def test_archives(archives, model, quiet):
+def test_archives(archives, model, threads, quiet):
     """Decode every archive and verify its checksums; write nothing. Names each damaged chunk and
     its images. Exit 1 if any fails."""
 
-    codec, failed = Codec(model), 0
+    codec, failed = Codec(model, workers=threads or cores()), 0
     for archive in archives:
         try:
             header = _parse(codec, archive, read_input_bytes(archive))

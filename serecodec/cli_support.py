@@ -52,6 +52,14 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
+def cores() -> int:
+    """The cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                      # not on Linux
+        return os.cpu_count() or 1
+
+
 def progress_bar(total: int, desc: str, quiet: bool, least: int = 512):
     """A progress bar on a terminal only (never in pipes or logs), for work of at least ``least`` items."""
     from tqdm import tqdm       # (only when a command shows progress)

@@ -13,6 +13,7 @@ stream chunk by chunk (``iter_decompress``).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, Optional, Sequence, Union
 
@@ -71,13 +72,18 @@ class Codec:
     bits-back stack with the first images coded by a context model instead of ~1000 random
     initial bits. ``particles``: K > 1 codes each tile at the importance-weighted (IW-K) bound
     instead of the ELBO, at K times the network work each way (the archive records K).
-    ``chunk_pixels``: how many pixels a chunk gathers before the next one starts.
+    ``chunk_pixels``: how many pixels a chunk gathers before the next one starts. ``workers``:
+    chunks coded (and decoded) at once, in threads (chunks are independent, so the archive is the
+    same for any count); ``threads``: BLAS threads of each worker's products.
     """
 
     def __init__(self, model=None, engine: str = "numpy", max_batch: int = 256, threads: int = 1,
                  max_pixels: int = MAX_TOTAL_PIXELS, warm_start: bool = True, particles: int = 1,
-                 chunk_pixels: int = CHUNK_PIXELS) -> None:
+                 chunk_pixels: int = CHUNK_PIXELS, workers: int = 1) -> None:
         self.models = Models(model, engine, max_batch, threads, warm_start, particles)
+        if workers < 1:
+            raise InputError(f"workers must be at least 1, not {workers}")
+        self.workers = workers
         self.max_pixels = max_pixels
         if chunk_pixels < 1:
             raise InputError(f"chunk_pixels must be positive, not {chunk_pixels}")
@@ -160,15 +166,34 @@ class Codec:
         archive = Archive(size_runs(shapes), names=names, formats=formats, unordered=not ordered, inverted=inverted,
                           arrays=check_arrays(arrays), headers=check_headers(headers, len(shapes)))
         spans = plan_chunks(shapes, self.chunk_pixels) if ordered else [(0, len(shapes))]
-        for start, end in spans:
-            chunk, chunk_report = self._encode_chunk(coded[start:end], start, method, verify, not ordered)
-            chunk.pixel_crc = pixel_crc(images[start:end])
+
+        def encode(span):
+            chunk, chunk_report = self._encode_chunk(coded[span[0]:span[1]], span[0], method, verify, not ordered)
+            chunk.pixel_crc = pixel_crc(images[span[0]:span[1]])
+            return chunk, chunk_report
+        for chunk, chunk_report in self._each(encode, spans):
             archive.chunks.append(chunk)
             if report is not None:
                 report.append(chunk_report)
             if progress:
-                progress(end - start)
+                progress(chunk.count)
         return archive.to_bytes()
+
+    def _each(self, work: Callable, items: list) -> Iterator:
+        """``work(item)`` for every item, in order; ``workers`` at a time in threads (the products
+        release the GIL), with at most twice that many results waiting, so memory stays bounded."""
+        if self.workers == 1 or len(items) < 2:
+            yield from map(work, items)
+            return
+        self.models.load_all()                    # no two threads load a model at once
+        with ThreadPoolExecutor(self.workers) as pool:
+            pending = []
+            for item in items:
+                pending.append(pool.submit(work, item))
+                if len(pending) >= 2 * self.workers:
+                    yield pending.pop(0).result()
+            for future in pending:
+                yield future.result()
 
     def _encode_chunk(self, images, first: int, method: str, verify: bool, unordered: bool) -> tuple:
         """Code one chunk with every candidate ``method`` allows; keep the smallest, verified."""
@@ -258,10 +283,10 @@ class Codec:
     def decompress_archive(self, archive: Archive, progress: Optional[Callable[[int], None]] = None):
         """Decode a parsed archive (from ``read``), every chunk verified against its checksum."""
         images: list = []
-        for chunk in archive.chunks:
-            images += self.decode_chunk(archive, chunk)
+        for chunk_images in self._each(lambda chunk: self.decode_chunk(archive, chunk), archive.chunks):
+            images += chunk_images
             if progress:
-                progress(chunk.count)
+                progress(len(chunk_images))
         return assemble(images, archive.uniform_shape)
 
     def decode_chunk(self, archive: Archive, chunk: Chunk) -> list:
@@ -290,11 +315,17 @@ class Codec:
         archive = data if isinstance(data, Archive) else self.read(data)
         images: list = [None] * archive.count
         lost = []
-        for number, chunk in enumerate(archive.chunks, 1):
+
+        def attempt(chunk):
             try:
-                images[chunk.first:chunk.first + chunk.count] = self.decode_chunk(archive, chunk)
+                return self.decode_chunk(archive, chunk)
             except ArchiveError:
+                return None
+        for number, (chunk, decoded) in enumerate(zip(archive.chunks, self._each(attempt, archive.chunks)), 1):
+            if decoded is None:
                 lost.append((number, chunk.images, chunk.damage.removeprefix("corrupted archive: ")))
+            else:
+                images[chunk.first:chunk.first + chunk.count] = decoded
             if progress:
                 progress(chunk.count)
         return Salvage(images, lost)

@@ -188,3 +188,11 @@ def test_cli_salvage_and_test_name_the_damaged_chunk(tmp_path, digits):
     kept = np.load(tmp_path / "out.npz")
     assert len(kept.files) == 1400 and "Traceback" not in rescued.output
     assert run("decompress", archive, "-o", tmp_path / "plain").exit_code == 1     # no salvage: refused
+
+
+def test_archives_are_the_same_whatever_the_worker_count(squares):
+    images = list(squares[:60]) + [np.zeros((30, 40), np.uint8), 1 - squares[0]]
+    archives = {workers: Codec(chunk_pixels=12 * 784, workers=workers).compress(images) for workers in (1, 2, 3)}
+    assert archives[1] == archives[2] == archives[3]
+    decoded = Codec(workers=3).decompress(archives[1])
+    assert _same(decoded, images) and Codec(workers=2).salvage(archives[1]).restored == len(images)

@@ -9,7 +9,7 @@ from ..adaptive import load_adaptive_model
 from ..bitsback import MAX_PARTICLES
 from ..coding_model import CodingModel, load_coding_model
 from ..context_model import load_context_model
-from ..errors import InputError, ModelUnavailable
+from ..errors import InputError, ModelUnavailable, SerecodecError
 from ..registry import find_by_hash, resolve_coding_model
 from ..warm_start import WarmStart
 
@@ -75,6 +75,14 @@ class Models:
         if self._context is None:
             self._context = load_context_model()
         return self._context
+
+    def load_all(self) -> None:
+        """Load the models every method may need now (before threads share this object)."""
+        self.adaptive, self.context          # noqa: B018
+        try:
+            self.coding                      # noqa: B018
+        except SerecodecError:
+            pass                             # no coding model: bits-back is then refused where it is needed
 
     def limited(self):
         """BLAS threads for the coder's products. One is the default: on a busy 2-core machine a
