@@ -18,15 +18,14 @@ from pathlib import Path
 import constriction
 import numpy as np
 
+from .causal import DIGITS_12, context_numbers
 from .errors import SerecodecError
 from .fileio import atomic_write_bytes
 from .inputs import require_bilevel
 from .paths import MODELS_DIR
 
 PIXEL_BITS = 24
-# (row offset, column offset) of the causal neighbours, most significant context bit first
-TEMPLATE = ((-2, -1), (-2, 0), (-2, 1), (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2),
-            (0, -4), (0, -3), (0, -2), (0, -1))
+TEMPLATE = DIGITS_12          # the causal neighbours (``causal``), most significant context bit first
 BLOCK = 7
 PAD_TOP, PAD_SIDE = 2, 4
 DEFAULT_CONTEXT_MODEL = MODELS_DIR / "context.npz"
@@ -53,12 +52,9 @@ def context_bits(height: int, width: int) -> int:
 
 def contexts(images: np.ndarray) -> np.ndarray:
     """Context number of every pixel, (N, H, W) int64; pixels outside the image count as 0."""
-    images = require_bilevel(np.ascontiguousarray(images), "context model input").astype(np.int64)
+    images = require_bilevel(np.ascontiguousarray(images), "context model input")
     n, height, width = images.shape
-    padded = np.pad(images, ((0, 0), (PAD_TOP, 0), (PAD_SIDE, PAD_SIDE)))
-    ctx = np.zeros(images.shape, dtype=np.int64)
-    for dy, dx in TEMPLATE:
-        ctx = (ctx << 1) | padded[:, PAD_TOP + dy:PAD_TOP + dy + height, PAD_SIDE + dx:PAD_SIDE + dx + width]
+    ctx = context_numbers(images, TEMPLATE)
     shift = context_bits(height, width) - len(TEMPLATE)
     return (ctx << shift) | _block_index(height, width)[None]
 

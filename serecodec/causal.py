@@ -1,0 +1,73 @@
+"""Causal contexts, defined once: the templates of already-coded neighbours (raster order) that
+context models look at, and their extraction for whole images at once, in numpy for coding and
+in torch for teacher-forced training, with the same numbers (pixels outside the image read 0).
+
+A template is a tuple of (row offset, column offset), most significant context bit first; every
+offset lies before the pixel in raster order (``check_causal``), so a decoder that fills an
+image pixel by pixel always knows them. The adaptive model's compiled kernel keeps its 16-pixel
+template in shift registers for speed; ``JBIG2_16`` is that template, and a test holds the two
+together.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# JBIG2's generic-region template 0 without its adaptive pixels: rows y-2 (x-2..x+2), y-1
+# (x-3..x+3), y (x-4..x-1). The adaptive context model (adaptive_kernel) codes with it.
+JBIG2_16 = tuple((-2, dx) for dx in range(-2, 3)) + tuple((-1, dx) for dx in range(-3, 4)) + \
+    tuple((0, dx) for dx in range(-4, 0))
+# The static digit model's 12 neighbours (context_model).
+DIGITS_12 = ((-2, -1), (-2, 0), (-2, 1), (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2),
+             (0, -4), (0, -3), (0, -2), (0, -1))
+TEMPLATES = {"jbig2-16": JBIG2_16, "digits-12": DIGITS_12}
+
+
+def check_causal(template) -> tuple:
+    """``template`` as a tuple of int pairs, or ValueError if an offset is not strictly before
+    the pixel in raster order."""
+    template = tuple((int(dy), int(dx)) for dy, dx in template)
+    if not template or any(dy > 0 or (dy == 0 and dx >= 0) for dy, dx in template):
+        raise ValueError(f"a causal template needs offsets above, or left in the same row: {template}")
+    return template
+
+
+def _reach(template: tuple) -> tuple:
+    return (max(-dy for dy, _ in template), max(max(-dx for _, dx in template), 0),
+            max(max(dx for _, dx in template), 0))
+
+
+def neighbours(images: np.ndarray, template) -> np.ndarray:
+    """(N, H, W, K) uint8: for each pixel of (N, H, W) 0/1 ``images`` the K template pixels."""
+    template = check_causal(template)
+    images = np.asarray(images, dtype=np.uint8)
+    n, height, width = images.shape
+    top, left, right = _reach(template)
+    padded = np.pad(images, ((0, 0), (top, 0), (left, right)))
+    return np.stack([padded[:, top + dy:top + dy + height, left + dx:left + dx + width] for dy, dx in template],
+                    axis=-1)
+
+
+def context_numbers(images: np.ndarray, template) -> np.ndarray:
+    """(N, H, W) int64: each pixel's template pixels read as a binary number, first offset highest."""
+    template = check_causal(template)
+    images = np.asarray(images, dtype=np.uint8)
+    n, height, width = images.shape
+    top, left, right = _reach(template)
+    padded = np.pad(images.astype(np.int64), ((0, 0), (top, 0), (left, right)))
+    ctx = np.zeros(images.shape, dtype=np.int64)
+    for dy, dx in template:
+        ctx = (ctx << 1) | padded[:, top + dy:top + dy + height, left + dx:left + dx + width]
+    return ctx
+
+
+def neighbours_torch(images, template):
+    """The torch twin of ``neighbours`` for training: (B, H, W) tensor -> (B, K, H, W), same
+    values, differentiable in nothing (the inputs are data)."""
+    import torch                          # (torch only for training; coding uses the numpy twin)
+    import torch.nn.functional as F
+    template = check_causal(template)
+    top, left, right = _reach(template)
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (left, right, top, 0))
+    return torch.stack([padded[:, top + dy:top + dy + height, left + dx:left + dx + width] for dy, dx in template],
+                       dim=1)
