@@ -149,3 +149,14 @@ def test_verbose_says_which_method_each_chunk_kept_and_why(tmp_path, digits):
 def test_python_dash_m_runs_the_command():
     proc = subprocess.run([sys.executable, "-m", "serecodec", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "compress" in proc.stdout
+
+
+def test_bpd_prints_the_cheap_figures_first(tmp_path, digits):
+    data = tmp_path / "d.npy"
+    np.save(data, digits[:40].reshape(-1, 28, 28))
+    result = run("bpd", "--data", data, "--iw-samples", "8", "--iw-limit", "5")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    order = [next(i for i, line in enumerate(lines) if line.startswith(label))
+             for label in ("-ELBO (float model)", "-ELBO (coding model)", "coded rate, total", "-log p(x), IW-8")]
+    assert order == sorted(order) and "IW-8 on 5 images: about" in result.output
