@@ -21,7 +21,7 @@ from . import cli_models
 from .cli_support import (SUFFIX, cores, friendly_errors, progress_bar, read_input_bytes, refuse_existing, same_file,
                           write_stdout)
 from .bitsback import initial_word_count
-from .codec import Codec, as_images, describe_range
+from .codec import Codec, as_images, default_workers, describe_range
 from .errors import ArchiveError, InputError, SerecodecError
 from .fileio import atomic_write_bytes, safe_output_paths, write_inside
 from .images import SUFFIX_OF_FORMAT, collect_inputs, encode_image, npy_array, npy_groups
@@ -54,7 +54,8 @@ def main():
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing archive.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the inputs (always the case; accepted for gzip habits).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Chunks coded at once (default: every core); the archive is the same for any count.")
+              help="Chunks coded at once (default: every core, half of them when verifying, since each "
+                   "chunk's check runs beside it); the archive is the same for any count.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--skip-other", is_flag=True, help="Leave out files of input directories that are not images "
                                                  "(each named in a warning); without it they stop the run.")
@@ -100,7 +101,7 @@ def compress(inputs, output, to_stdout, model, threshold, method, no_names, unor
     if unordered and names is not None:
         raise InputError("--unordered restores images in canonical order, so it cannot keep file names; "
                          "add --no-names")
-    codec = Codec(model, particles=particles, workers=threads or cores())
+    codec = Codec(model, particles=particles, workers=threads or default_workers(cores(), not no_verify))
     report: list = []
     with progress_bar(len(images), "compress", quiet) as bar:
         data = codec.compress(images, names, progress=bar.update, method=method,

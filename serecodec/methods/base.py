@@ -23,7 +23,9 @@ class Encoded:
 
     payload: bytes
     fields: dict = field(default_factory=dict)
-    verified: Optional[bool] = None      # True when the method checked its own output while encoding
+    # None: not checked; else a callable that waits for the method's own checks of its output
+    # (they may still be running in ``Models.verifier`` threads) and says whether they passed
+    verified: Optional[Callable[[], bool]] = None
 
 
 class PayloadMethod:

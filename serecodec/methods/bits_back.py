@@ -9,8 +9,6 @@ divisor D (0: none); with D, varints max batch and stretch (images a push covers
 the batch-size runs (varint R, then R (size, repeat) pairs)."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from ..bitsback import (MAX_PARTICLES, BitsBackEncoder, ScheduleUnaffordable, decode_images, decode_unordered,
@@ -93,8 +91,9 @@ class BitsBack(PayloadMethod):
                       warm_images=encoder.warm_images,
                       multiset=unordered, batch_sizes=list(encoder.batch_sizes), divisor=encoder.divisor or 0,
                       max_batch=encoder.max_batch, stretch=VERIFY_STRETCH)
+        checks = encoder.verified if not unordered and verify else None
         return Encoded(encoder.compressed().astype("<u4").tobytes(), fields,
-                       verified=encoder.verified if not unordered and verify else None)
+                       verified=None if checks is None else (lambda: all(check.result() for check in checks)))
 
     def _encoder(self, models, warm: bool, divisor=None):
         return BitsBackEncoder(models.coding, models.max_batch, models.warm() if warm and models.warm_start else None,
@@ -105,7 +104,8 @@ class BitsBack(PayloadMethod):
 
         ``verify``: check every stretch of VERIFY_STRETCH images by decoding it from the stack it left
         (``bitsback.verify_segment``) in a second thread while the next stretch encodes; the
-        encoder's ``verified`` is then True only if every stretch came back exactly."""
+        encoder's ``verified`` is then the list of those checks (futures of booleans), still running
+        while the next chunk encodes."""
         for divisor in SCHEDULE_DIVISORS + (None,):
             try:
                 return self._encode_once(images, models, progress, verify, divisor)
@@ -127,7 +127,8 @@ class BitsBack(PayloadMethod):
             if progress and start:
                 progress(start)
             checks = []
-            with models.limited(), ThreadPoolExecutor(max_workers=1) as pool:
+            pool = models.verifier()
+            with models.limited():
                 before = encoder.compressed().copy() if verify else None    # snapshots only to verify
                 if verify and start:
                     checks.append(pool.submit(verify_warm, before, models.warm(), [images[i] for i in range(start)]))
@@ -145,7 +146,7 @@ class BitsBack(PayloadMethod):
                         before = after
                     if progress:
                         progress(len(stretch))
-                encoder.verified = all(check.result() for check in checks) if verify else None
+                encoder.verified = checks if verify else None
             return encoder
         raise AssertionError("unreachable: a cold start has no size limit")
 

@@ -3,6 +3,8 @@ place: the coding model an archive names by hash is found here (shipped, install
 one the caller gave), never swapped into a codec behind its back."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from threadpoolctl import threadpool_limits
 
 from ..adaptive import load_adaptive_model
@@ -31,6 +33,8 @@ class Models:
         self._default = None
         self._adaptive = None
         self._context = None
+        self._verifier = None
+        self.verify_workers = 1
 
     @property
     def coding(self):
@@ -83,6 +87,12 @@ class Models:
             self.coding                      # noqa: B018
         except SerecodecError:
             pass                             # no coding model: bits-back is then refused where it is needed
+
+    def verifier(self):
+        """The threads that check a method's output while the encoder goes on (``verify_workers``)."""
+        if self._verifier is None:
+            self._verifier = ThreadPoolExecutor(self.verify_workers, thread_name_prefix="serecodec-verify")
+        return self._verifier
 
     def limited(self):
         """BLAS threads for the coder's products. One is the default: on a busy 2-core machine a
