@@ -12,6 +12,12 @@ def digits() -> np.ndarray:
     return load_fixture()
 
 
+@pytest.fixture(scope="session")
+def squares(digits) -> np.ndarray:
+    """The same 300 digits as (300, 28, 28)."""
+    return digits.reshape(-1, 28, 28)
+
+
 def tiny_config(**overrides) -> ModelConfig:
     """A small hierarchy with the full structure, cheap enough for unit tests."""
     base = dict(num_layers=3, latent_dim=4, evidence_hidden=32, evidence_features=8, latent_hidden=32,

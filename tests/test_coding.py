@@ -22,11 +22,6 @@ def codec():
     return Codec()
 
 
-@pytest.fixture(scope="module")
-def squares(digits):
-    return digits.reshape(-1, 28, 28)
-
-
 def test_fixture_round_trip_is_bit_exact_and_near_the_elbo(codec, squares):
     data = codec.compress(squares)
     assert codec.read(data).method == "bits-back"            # auto keeps bits-back for 300 digits

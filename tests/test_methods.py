@@ -20,11 +20,6 @@ def codec():
     return Codec()
 
 
-@pytest.fixture(scope="module")
-def squares(digits):
-    return digits.reshape(-1, 28, 28)
-
-
 def _cases(squares):
     rng = np.random.default_rng(3)
     page = text_page(rng, size=(160, 96), font_size=12)

@@ -3,20 +3,12 @@ started from fitted initial counts; any size, no model file, no initial bits."""
 from __future__ import annotations
 
 from ..errors import ArchiveError
-from .base import Encoded, PayloadMethod, split_flat
+from .base import Encoded, PayloadMethod, TableParameter, split_flat
 
 
-class Adaptive(PayloadMethod):
+class Adaptive(TableParameter, PayloadMethod):
     name, code = "adaptive", 2
     pixels_per_byte = 8 * 45426           # probabilities are at most 1 - 2^-16
-
-    def params_bytes(self, fields: dict) -> bytes:
-        return bytes([fields["table"]])
-
-    def read_params(self, raw: bytes, payload_bytes: int) -> dict:
-        if len(raw) != 1:
-            raise ArchiveError("corrupted archive: bad adaptive parameters")
-        return {"table": raw[0]}
 
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
         return Encoded(models.adaptive.encode(images), {"table": models.adaptive.table_id})

@@ -72,6 +72,20 @@ class PayloadMethod:
         raise NotImplementedError
 
 
+class TableParameter:
+    """For methods whose one parameter is the number of the fitted table they code with."""
+
+    name: str
+
+    def params_bytes(self, fields: dict) -> bytes:
+        return bytes([fields["table"]])
+
+    def read_params(self, raw: bytes, payload_bytes: int) -> dict:
+        if len(raw) != 1:
+            raise ArchiveError(f"corrupted archive: bad {self.name} parameters")
+        return {"table": raw[0]}
+
+
 def split_flat(flat: np.ndarray, shapes) -> list:
     """Cut a flat pixel run into images of the given shapes."""
     out, start = [], 0

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..context_model import CURRENT_TABLE
 from ..errors import ArchiveError
-from .base import Encoded, PayloadMethod
+from .base import Encoded, PayloadMethod, TableParameter
 
 AUTO_MAX_IMAGES = 4096
 
@@ -15,17 +15,9 @@ def _digits(images) -> bool:
     return isinstance(images, np.ndarray) and images.shape[1:] == (28, 28)
 
 
-class StaticContext(PayloadMethod):
+class StaticContext(TableParameter, PayloadMethod):
     name, code = "context", 1
     pixels_per_byte = 8 * 45426           # probabilities are at most 1 - 2^-16
-
-    def params_bytes(self, fields: dict) -> bytes:
-        return bytes([fields["table"]])
-
-    def read_params(self, raw: bytes, payload_bytes: int) -> dict:
-        if len(raw) != 1:
-            raise ArchiveError("corrupted archive: bad static-context parameters")
-        return {"table": raw[0]}
 
     def refuses(self, images, models):
         return None if _digits(images) else "the static context model codes 28x28 images only; use adaptive"
