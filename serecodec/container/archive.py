@@ -6,28 +6,34 @@ Format 4, little-endian; "varint" is an unsigned LEB128 integer (one byte below 
     field                         size
     magic b"SeRe"                 4
     format version (4)            1
-    flags                         1   bit 0 names, bit 1 formats, bit 2 unordered; others 0
+    flags                         1   bit 0 names, bit 1 formats, bit 2 unordered, bit 3 polarity,
+                                      bit 4 arrays, bit 5 file headers; others 0
     header length H               varint, the bytes of the header body that follows
     header body                   H   image count N (varint); image sizes: varint R, then R
                                       (height, width, repeat) varint triples; formats (flag bit 1):
                                       varint R, then R (format code, repeat) pairs; names (flag
                                       bit 0): varint n, then n bytes of raw deflate of the N names
-                                      joined by NUL; chunk count C (varint), then per chunk:
-                                      image count, method code, body length (varints)
+                                      joined by NUL; polarity (bit 3): varint R, then R (inverted
+                                      0/1, repeat) pairs; arrays (bit 4): varint A, then per .npy
+                                      source its dtype (varint length + ASCII), varints value of a
+                                      1, ndim and dims; file headers (bit 5): varint n, then n bytes
+                                      of raw deflate of N length-prefixed headers; chunk count C
+                                      (varint), then per chunk: image count, method code, body
+                                      length (varints)
     header checksum               4   CRC-32 of every byte before it
     C chunk bodies                    each: varint m, then m bytes of the method's parameters;
                                       the method's payload (the rest of the body but 8 bytes);
                                       content checksum: CRC-32 of the chunk's decoded pixels (uint8
-                                      0/1, row-major, images in order) continued over the header's
-                                      stored bytes from the image count through the names; CRC-32
-                                      of the body's bytes before it
+                                      0/1, row-major, images in order) continued over the header
+                                      body's stored bytes before the chunk index; CRC-32 of the
+                                      body's bytes before it
 
 Chunks follow each other in image order, each coding its run of images on its own (its own
 bits-back stack and warm start), so one damaged chunk loses only its images, chunks decode one
 at a time (streaming, memory bounded by a chunk) or in parallel, and the header indexes them
 by image range and byte range. Each chunk's content checksum covers everything decoding restores
-of it: its pixels and the archive's count, sizes, formats and names (as stored, so a re-sealed
-header with other names fails every chunk).
+of it: its pixels and everything the header restores (as stored, so a re-sealed header with
+other names fails every chunk).
 Reading checks a checksum before it uses the bytes under it, and bounds every count by what the
 file can hold before allocating anything.
 
