@@ -90,6 +90,7 @@ def corpus(codec: Codec) -> dict:
         "adaptive-mixed-names": (mixed, list("abcde"), None, "adaptive"),
         "context-many": (digits[:8], None, None, "context"),
         "deflate-1": (digits[:1], None, None, "deflate"),
+        "lzma-mixed": (mixed, None, None, "lzma"),
         "deflate-mixed-names": (mixed, ["x", "y", "z", "w", "v"], ["png", "gif", "bmp", "webp", "pgm"], "deflate"),
     }
     out = {}

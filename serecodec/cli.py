@@ -21,7 +21,7 @@ from . import cli_models
 from .cli_support import (SUFFIX, cores, friendly_errors, progress_bar, read_input_bytes, refuse_existing, same_file,
                           write_stdout)
 from .bitsback import initial_word_count
-from .codec import Codec, as_images, default_workers, describe_range
+from .codec import METHOD_CHOICES, Codec, as_images, default_workers, describe_range
 from .errors import ArchiveError, InputError, SerecodecError
 from .fileio import atomic_write_bytes, safe_output_paths, write_inside
 from .images import SUFFIX_OF_FORMAT, collect_inputs, encode_image, npy_array, npy_groups
@@ -40,9 +40,9 @@ def main():
 @click.option("--model", default=None, metavar="NAME|PATH", help="Coding model (default: the shipped one).")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Binarize grey/colour input at this level (0..1). Lossy.")
-@click.option("--method", type=click.Choice(["auto", "bits-back", "adaptive", "context", "deflate"]), default="auto",
-              show_default=True, help="auto keeps the smallest of bits-back (learned model), the adaptive context "
-                                      "model, the static digit model and deflate.")
+@click.option("--method", type=click.Choice(list(METHOD_CHOICES)), default="auto",
+              show_default=True, help="auto keeps, chunk by chunk, the smallest of bits-back (learned model), the "
+                                      "adaptive context model, lzma (halftones), the static digit model and deflate.")
 @click.option("--no-names", is_flag=True, help="Do not store the input file names.")
 @click.option("--unordered", is_flag=True, help="The order does not matter (a data set): save ~log2(N!) bits; "
                                                 "decompress restores the images in canonical order. Needs --no-names "

@@ -7,6 +7,7 @@ from .adaptive import Adaptive
 from .base import Encoded, PayloadMethod
 from .bits_back import BitsBack
 from .deflate import Deflate
+from .lzma_pixels import LzmaPixels
 from .static_context import StaticContext
 
 REGISTRY: dict = {}
@@ -20,7 +21,7 @@ def register(method: PayloadMethod) -> PayloadMethod:
 
 
 # in the order auto tries them: the cheap ones first, so bits-back's estimate has a size to beat
-for _method in (Adaptive(), Deflate(), StaticContext(), BitsBack()):
+for _method in (Adaptive(), Deflate(), LzmaPixels(), StaticContext(), BitsBack()):
     register(_method)
 
 METHOD_NAMES = tuple(REGISTRY)
