@@ -290,10 +290,11 @@ class Codec:
     def decompress_archive(self, archive: Archive, progress: Optional[Callable[[int], None]] = None):
         """Decode a parsed archive (from ``read``), every chunk verified against its checksum."""
         images: list = []
-        for chunk_images in self._each(lambda chunk: self.decode_chunk(archive, chunk), archive.chunks):
-            images += chunk_images
-            if progress:
-                progress(len(chunk_images))
+        with self.models.limited():               # one BLAS setting for every worker thread
+            for chunk_images in self._each(lambda chunk: self.decode_chunk(archive, chunk), archive.chunks):
+                images += chunk_images
+                if progress:
+                    progress(len(chunk_images))
         return assemble(images, archive.uniform_shape)
 
     def decode_chunk(self, archive: Archive, chunk: Chunk) -> list:

@@ -82,7 +82,7 @@ class Models:
 
     def load_all(self) -> None:
         """Load the models every method may need now (before threads share this object)."""
-        self.adaptive, self.context          # noqa: B018
+        self.adaptive, self.context, self.verifier()          # noqa: B018
         try:
             self.coding                      # noqa: B018
         except SerecodecError:
