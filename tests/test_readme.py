@@ -28,3 +28,25 @@ def test_readme_results_are_the_benchmark_outputs():
     readme = (ROOT / "README.md").read_text()
     assert readme.count("<!-- results:") >= 6
     assert module.render(readme, ROOT / "results") == readme, "run python benchmarks/render_readme.py"
+
+
+def test_readme_quick_start_gives_the_array_back(tmp_path):
+    """The quick start's serecodec commands, run as written (after the install), in a copy of examples/."""
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    import numpy as np
+    readme = (ROOT / "README.md").read_text()
+    line = re.search(r"## Quick start.*?```sh\n(.*?)\n```", readme, flags=re.S).group(1)
+    commands = [c for c in line.split(" && ") if c.startswith("serecodec ")]
+    assert len(commands) == 3
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    for command in commands:
+        args = shlex.split(command)[1:]
+        proc = subprocess.run([sys.executable, "-m", "serecodec", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    given, back = np.load(ROOT / "examples" / "digits.npy"), np.load(tmp_path / "digits_out.npy")
+    assert back.dtype == given.dtype and np.array_equal(back, given)
