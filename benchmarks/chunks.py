@@ -67,11 +67,13 @@ def main(limit, sizes, out_dir):
     lines = [f"Chunk size on the fixed binarized MNIST test set ({len(images):,} images, default flags; "
              f"the default chunk is {CHUNK_PIXELS:,} pixels = {CHUNK_PIXELS // PIXELS:,} digits). "
              f"'After one flip': one byte flipped in the middle of the archive, then `salvage`.", "",
-             "| images a chunk | chunks | bytes | bits/dim | rate cost vs one chunk | after one flip: restored | exact |",
-             "|---|---|---|---|---|---|---|"]
+             "| images a chunk | chunks | bytes | bits/dim | rate cost vs one chunk | parameter bytes a chunk "
+             "| after one flip: restored | exact |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['chunk_images']:,} | {r['chunks']} | {r['bytes']:,} | {r['bits_per_dim']:.4f} | "
-                     f"{100 * r['rate_cost']:+.2f}% | {100 * r['restored_after_flip']:.1f}% | {r['restored_exact']} |")
+                     f"{100 * r['rate_cost']:+.2f}% | {r['params_bytes'] / r['chunks']:.0f} | "
+                     f"{100 * r['restored_after_flip']:.1f}% | {r['restored_exact']} |")
     (out_dir / "chunks.md").write_text("\n".join(lines) + "\n")
     click.echo("\n".join(lines))
 

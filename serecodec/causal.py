@@ -36,27 +36,26 @@ def _reach(template: tuple) -> tuple:
             max(max(dx for _, dx in template), 0))
 
 
-def neighbours(images: np.ndarray, template) -> np.ndarray:
-    """(N, H, W, K) uint8: for each pixel of (N, H, W) 0/1 ``images`` the K template pixels."""
+def _shifted(images: np.ndarray, template):
+    """For each template offset, the (N, H, W) image of that neighbour of every pixel (0 outside)."""
     template = check_causal(template)
     images = np.asarray(images, dtype=np.uint8)
     n, height, width = images.shape
     top, left, right = _reach(template)
     padded = np.pad(images, ((0, 0), (top, 0), (left, right)))
-    return np.stack([padded[:, top + dy:top + dy + height, left + dx:left + dx + width] for dy, dx in template],
-                    axis=-1)
+    return [padded[:, top + dy:top + dy + height, left + dx:left + dx + width] for dy, dx in template]
+
+
+def neighbours(images: np.ndarray, template) -> np.ndarray:
+    """(N, H, W, K) uint8: for each pixel of (N, H, W) 0/1 ``images`` the K template pixels."""
+    return np.stack(_shifted(images, template), axis=-1)
 
 
 def context_numbers(images: np.ndarray, template) -> np.ndarray:
     """(N, H, W) int64: each pixel's template pixels read as a binary number, first offset highest."""
-    template = check_causal(template)
-    images = np.asarray(images, dtype=np.uint8)
-    n, height, width = images.shape
-    top, left, right = _reach(template)
-    padded = np.pad(images.astype(np.int64), ((0, 0), (top, 0), (left, right)))
-    ctx = np.zeros(images.shape, dtype=np.int64)
-    for dy, dx in template:
-        ctx = (ctx << 1) | padded[:, top + dy:top + dy + height, left + dx:left + dx + width]
+    ctx = np.zeros(np.shape(images), dtype=np.int64)
+    for plane in _shifted(images, template):
+        ctx = (ctx << 1) | plane
     return ctx
 
 

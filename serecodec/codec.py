@@ -19,14 +19,14 @@ from typing import BinaryIO, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from .bitsback import BitsBackEncoder
 from .container import MAX_TOTAL_PIXELS, Archive, Chunk, iter_chunks, parse, pixel_crc
-from .container.archive import MAX_FILE_HEADER
 from .container.wire import size_runs
 from .errors import ArchiveError, InputError, LimitError, ModelUnavailable, SerecodecError, VerificationError
 from .fixedpoint import get_engine
-from .inputs import Images, as_images, background_is_one, check_formats, check_names, shapes_of, with_polarity
+from .inputs import (Images, as_images, background_is_one, check_arrays, check_formats, check_headers, check_names,
+                     shapes_of, with_polarity)
 from .methods import METHOD_NAMES, by_code, by_name
+from .methods.bits_back import new_encoder
 from .methods.models import Models
 from .multiset import canonical_order
 from .registry import resolve_coding_model
@@ -106,8 +106,7 @@ class Codec:
 
     def encoder(self, warm: bool = True):
         """A bits-back encoder; ``warm``: start from an empty stack with the context models."""
-        m = self.models
-        return BitsBackEncoder(m.coding, m.max_batch, m.warm() if warm and m.warm_start else None, m.particles)
+        return new_encoder(self.models, warm)
 
     def stream(self, target=None):
         """An archive that grows one image (or batch) at a time; see ``stream.StreamWriter``.
@@ -159,10 +158,14 @@ class Codec:
                 raise InputError("an unordered archive holds images of one size")
             if formats is not None and len(set(formats)) > 1:
                 raise InputError("an unordered archive records one format for all images")
-            # the decoder restores the canonical order of what was coded (polarity applied)
-            images = images[canonical_order(with_polarity(images, background_is_one(images)))]
         inverted = background_is_one(images)
         coded = with_polarity(images, inverted)
+        if not ordered:                          # the decoder restores the canonical order of what was coded
+            order = canonical_order(coded)
+            if inverted is None:
+                images = coded = images[order]
+            else:
+                images, coded, inverted = images[order], coded[order], [inverted[i] for i in order]
         archive = Archive(size_runs(shapes), names=names, formats=formats, unordered=not ordered, inverted=inverted,
                           arrays=check_arrays(arrays), headers=check_headers(headers, len(shapes)))
         spans = plan_chunks(shapes, self.chunk_pixels) if ordered else [(0, len(shapes))]
@@ -386,29 +389,6 @@ def default_workers(cores: int, verify: bool) -> int:
 def _settle(method: str, check: Callable[[], bool]) -> None:
     if not check():
         raise VerificationError(f"verification failed: {method} did not decode back to its input")
-
-
-def check_arrays(arrays) -> Optional[list]:
-    """[(dtype str, shape, value of a 1 (1 or 255))] of the source .npy arrays."""
-    if arrays is None:
-        return None
-    out = []
-    for dtype, shape, one in arrays:
-        dtype = np.dtype(dtype)
-        if dtype.kind not in "biuf" or len(shape) > 8 or any(int(d) < 0 for d in shape) or one not in (1, 255):
-            raise InputError(f"arrays: {dtype} of shape {tuple(shape)} cannot be recorded")
-        out.append((dtype.str, tuple(int(d) for d in shape), int(one)))
-    return out
-
-
-def check_headers(headers, count: int) -> Optional[list]:
-    """One bytes object (the image file's own header, or b"") per image."""
-    if headers is None or not any(headers):
-        return None
-    headers = [bytes(h) for h in headers]
-    if len(headers) != count or any(len(h) > MAX_FILE_HEADER for h in headers):
-        raise InputError(f"headers: give one (at most {MAX_FILE_HEADER} bytes) per image")
-    return headers
 
 
 def plan_chunks(shapes: list, chunk_pixels: int) -> list:

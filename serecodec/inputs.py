@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .container.archive import FORMATS
+from .container.archive import FORMATS, MAX_FILE_HEADER
 from .container.limits import MAX_NAME_BYTES, check_image_shape
 from .container.wire import name_bytes
 from .errors import InputError
@@ -160,3 +160,26 @@ def check_formats(formats, count: int) -> Optional[list]:
     if len(formats) != count or any(f not in FORMATS for f in formats):
         raise InputError(f"formats must be one of {', '.join(FORMATS)} per image")
     return formats
+
+
+def check_arrays(arrays) -> Optional[list]:
+    """[(dtype str, shape, value of a 1 (1 or 255))] of the source .npy arrays."""
+    if arrays is None:
+        return None
+    out = []
+    for dtype, shape, one in arrays:
+        dtype = np.dtype(dtype)
+        if dtype.kind not in "biuf" or len(shape) > 8 or any(int(d) < 0 for d in shape) or one not in (1, 255):
+            raise InputError(f"arrays: {dtype} of shape {tuple(shape)} cannot be recorded")
+        out.append((dtype.str, tuple(int(d) for d in shape), int(one)))
+    return out
+
+
+def check_headers(headers, count: int) -> Optional[list]:
+    """One bytes object (the image file's own header, or b"") per image."""
+    if headers is None or not any(headers):
+        return None
+    headers = [bytes(h) for h in headers]
+    if len(headers) != count or any(len(h) > MAX_FILE_HEADER for h in headers):
+        raise InputError(f"headers: give one (at most {MAX_FILE_HEADER} bytes) per image")
+    return headers

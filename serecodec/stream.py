@@ -10,7 +10,7 @@ from .errors import InputError
 from .fileio import atomic_write_bytes
 from .inputs import Images, as_images, background_is_one, check_names, shapes_of, with_polarity
 from .methods import by_name
-from .methods.bits_back import BitsBack
+from .methods.bits_back import BitsBack, encoder_fields
 from .tiles import to_tiles
 from .warm_start import WARM_MAX_PIXELS, WarmStartTooLarge
 
@@ -83,8 +83,7 @@ class StreamWriter:
 
     def _chunk(self) -> Chunk:
         method = by_name(BitsBack.name)
-        fields = dict(model_hash=self.codec.model.hash, particles=self.encoder.particles,
-                      warm_images=self.encoder.warm_images, multiset=False, batch_sizes=list(self.encoder.batch_sizes))
+        fields = encoder_fields(self.encoder)
         return Chunk(method.code, self.count - self.first, method.name, self.first, params=method.params_bytes(fields),
                      payload=self.encoder.compressed().astype("<u4").tobytes(), pixel_crc=self.crc, fields=fields)
 

@@ -61,7 +61,7 @@ def _v3(reader: Reader, code: int, data: bytes) -> Archive:
         if fields["particles"] < 1 or bool(fields["warm_images"]) != bool(flags & _V3_WARM):
             raise ArchiveError("corrupted archive: bad bits-back parameters")
         fields["batch_sizes"] = reader.batch_runs()
-        fields["multiset"] = archive.unordered
+        fields["multiset"], fields["divisor"] = archive.unordered, 0
     elif method in ("context", "adaptive"):
         fields["table"] = reader.byte("header")
     read_meta(archive, reader, flags & _V3_FORMATS, flags & _V3_NAMES)
@@ -78,7 +78,8 @@ def _v2(reader: Reader, flags: int) -> Archive:
     method = "deflate" if flags & _V2_DEFLATE else "context" if flags & _V2_CONTEXT else "bits-back"
     fields: dict = {}
     if method == "bits-back":
-        fields.update(model_hash=reader.take(HASH_BYTES, "header").hex(), particles=1, warm_images=0, multiset=False)
+        fields.update(model_hash=reader.take(HASH_BYTES, "header").hex(), particles=1, warm_images=0, multiset=False,
+                      divisor=0)
     if method == "context":
         fields["table"] = reader.byte("header")
     count, height, width = reader.varint("header"), reader.varint("header"), reader.varint("header")
@@ -125,4 +126,4 @@ def _v1(reader: Reader, flags: int) -> Archive:
     if deflate:
         return _one_chunk(archive, "deflate", payload)
     return _one_chunk(archive, "bits-back", payload, model_hash=digest.hex(), particles=1, warm_images=0,
-                      batch_sizes=sizes, multiset=False)
+                      batch_sizes=sizes, multiset=False, divisor=0)

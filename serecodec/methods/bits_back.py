@@ -28,6 +28,20 @@ VERIFY_STRETCH = 1024    # images encoded between two stack snapshots (the unit 
 SCHEDULE_DIVISORS = (8, 24)
 
 
+def new_encoder(models, warm: bool = True, divisor=None) -> BitsBackEncoder:
+    """A bits-back encoder with the coding settings of ``models``; ``warm``: start from an empty
+    stack with the context models (when the settings allow a warm start)."""
+    return BitsBackEncoder(models.coding, models.max_batch, models.warm() if warm and models.warm_start else None,
+                           models.particles, divisor)
+
+
+def encoder_fields(encoder: BitsBackEncoder, multiset: bool = False) -> dict:
+    """The header fields of a chunk that ``encoder`` coded (what ``params_bytes`` writes)."""
+    return dict(model_hash=encoder.model.hash[:2 * HASH_BYTES], particles=encoder.particles,
+                warm_images=encoder.warm_images, multiset=multiset, batch_sizes=list(encoder.batch_sizes),
+                divisor=encoder.divisor or 0, max_batch=encoder.max_batch, stretch=VERIFY_STRETCH)
+
+
 class BitsBack(PayloadMethod):
     name, code = "bits-back", 3
     unordered_saves = True
@@ -80,24 +94,16 @@ class BitsBack(PayloadMethod):
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
         model = models.coding
         if unordered:
-            encoder = self._encoder(models, warm=False)
+            encoder = new_encoder(models, warm=False)
             with models.limited():
                 encoder.push_unordered(images, model.tile_shape)
             if progress:
                 progress(len(images))
         else:
             encoder = self._encode_ordered(images, models, progress, verify)
-        fields = dict(model_hash=model.hash[:2 * HASH_BYTES], particles=models.particles,
-                      warm_images=encoder.warm_images,
-                      multiset=unordered, batch_sizes=list(encoder.batch_sizes), divisor=encoder.divisor or 0,
-                      max_batch=encoder.max_batch, stretch=VERIFY_STRETCH)
         checks = encoder.verified if not unordered and verify else None
-        return Encoded(encoder.compressed().astype("<u4").tobytes(), fields,
+        return Encoded(encoder.compressed().astype("<u4").tobytes(), encoder_fields(encoder, unordered),
                        verified=None if checks is None else (lambda: all(check.result() for check in checks)))
-
-    def _encoder(self, models, warm: bool, divisor=None):
-        return BitsBackEncoder(models.coding, models.max_batch, models.warm() if warm and models.warm_start else None,
-                               models.particles, divisor)
 
     def _encode_ordered(self, images, models, progress, verify: bool):
         """Bits-back over tiles, warm-started by the first images when they are small enough.
@@ -116,7 +122,7 @@ class BitsBack(PayloadMethod):
     def _encode_once(self, images, models, progress, verify: bool, divisor):
         model = models.coding
         for warm in (True, False):
-            encoder = self._encoder(models, warm, divisor)
+            encoder = new_encoder(models, warm, divisor)
             start = 0
             try:
                 while start < len(images) and encoder.needs_warmth():
@@ -165,7 +171,7 @@ class BitsBack(PayloadMethod):
         tiles = tile_count(shapes[f["warm_images"]:], tile)
         if tiles > 8 * len(chunk.payload) + 64:
             raise ArchiveError("corrupted archive: the bits-back payload cannot hold its tiles")
-        if f.get("divisor"):
+        if f["divisor"]:
             coded, stretch = shapes[f["warm_images"]:], f["stretch"]
             pushes = [tile_count(coded[i:i + stretch], tile) for i in range(0, len(coded), stretch)]
             f["batch_sizes"] = schedule_sizes(pushes, f["divisor"], f["max_batch"])
