@@ -352,7 +352,11 @@ class Codec:
                 yield assemble(self.decode_chunk(archive, chunk), _uniform(archive.chunk_shapes(chunk)))
             return
         if isinstance(source, str) or hasattr(source, "__fspath__"):
-            with open(source, "rb") as handle:
+            try:
+                handle = open(source, "rb")
+            except OSError as exc:
+                raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
+            with handle:
                 yield from self.iter_decompress(handle)
             return
         head = source.read(5)

@@ -130,6 +130,8 @@ def test_streaming_decode_reads_one_chunk_at_a_time(squares, tmp_path):
     broken[-20] ^= 1
     with pytest.raises(ArchiveError):
         list(codec.iter_decompress(io.BytesIO(bytes(broken))))
+    with pytest.raises(InputError, match="missing.sere: cannot read"):
+        list(codec.iter_decompress(tmp_path / "missing.sere"))
 
 
 def test_chunks_are_independent_of_each_other(squares):
