@@ -76,6 +76,8 @@ def _tables(bucket_bits: int) -> dict:
 
 def export_coding_model(model: SeReVAE, bucket_bits: int = 8, source: str = "") -> dict:
     """Freeze a trained float model into the arrays of an integer coding model."""
+    if model.pixel_context is not None:
+        raise ValueError("the integer coding model has no pixel-regressive likelihood yet; export a factorized model")
     model = model.eval()
     cfg = model.config
     arrays = _tables(bucket_bits)

@@ -36,6 +36,7 @@ from torch import nn
 from .bijector import affine_forward
 from .gaussian import kl_normal, log_normal, variance_from_output
 from .layers import GroupedMLP
+from .pixel_decoder import PixelContext
 from .resnet import ResNetDecoder, ResNetEvidence, ResidualPosterior
 
 UNIT_VARIANCE_RAW = math.log(math.e - 1.0)  # softplus(elu(r)) == 1
@@ -59,6 +60,9 @@ class ModelConfig:
     batch_norm: bool = True
     tile_height: int = 0           # the image (tile) shape; 0: a square of image_pixels
     tile_width: int = 0
+    pixel_context: str = ""        # a causal template name: the pixel-regressive likelihood (pixel_decoder)
+    pixel_features: int = 2        # its per-pixel features h_i(z) from the decoder network
+    pixel_hidden: int = 32         # its hidden units
 
     @property
     def tile_shape(self) -> tuple:
@@ -72,6 +76,8 @@ class ModelConfig:
             raise ValueError(f"tile {self.tile_height}x{self.tile_width} does not hold {self.image_pixels} pixels")
         if self.variant not in ("sere", "dlgm", "resnet"):
             raise ValueError(f"variant must be 'sere', 'dlgm' or 'resnet', not {self.variant!r}")
+        if self.pixel_context and self.variant == "resnet":
+            raise ValueError("the pixel-regressive decoder is built for the MLP decoders (sere, dlgm), not resnet")
         if self.prior not in ("learned", "standard"):
             raise ValueError(f"prior must be 'learned' or 'standard', not {self.prior!r}")
 
@@ -176,8 +182,11 @@ class SeReVAE(nn.Module):
             self.bijectors.append(FreeAffine(n) if first else GroupedMLP(
                 n, c.bijector_hidden, n, groups=3, depth=depth, activation=torch.tanh, out_activation=torch.tanh))
         self.decoder_norm = nn.BatchNorm1d(L * n) if c.batch_norm else nn.Identity()
+        outputs = c.image_pixels * (1 + c.pixel_features if c.pixel_context else 1)
         self.decoder = (ResNetDecoder(c.tile_shape, L * n) if resnet
-                        else GroupedMLP(L * n, c.decoder_hidden, c.image_pixels, depth=depth))
+                        else GroupedMLP(L * n, c.decoder_hidden, outputs, depth=depth))
+        self.pixel_context = (PixelContext(c.pixel_context, c.pixel_features, c.pixel_hidden, c.tile_shape)
+                              if c.pixel_context else None)
 
     # -- pieces reused by training, evaluation and (later) coding --------------------------
     def layer_prior(self, layer: int, z_in: Optional[torch.Tensor], batch: int):
@@ -206,8 +215,15 @@ class SeReVAE(nn.Module):
         loc, raw = posterior(features)
         return loc, variance_from_output(raw)
 
-    def decode_logits(self, zs: list) -> torch.Tensor:
-        return self.decoder(self.decoder_norm(torch.cat(zs, dim=-1)))[0]
+    def decode_logits(self, zs: list, x: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Pixel logits given the latents; a pixel-regressive model also needs the image x
+        (teacher forcing: each pixel sees its true causal neighbours)."""
+        decoded = self.decoder(self.decoder_norm(torch.cat(zs, dim=-1)))[0]
+        if self.pixel_context is None:
+            return decoded
+        if x is None:
+            raise ValueError("a pixel-regressive decoder needs the image for its causal contexts")
+        return self.pixel_context(decoded, x)
 
     # -- the stochastic pass ----------------------------------------------------------------
     def forward(self, x: torch.Tensor, num_samples: int = 1, generator: Optional[torch.Generator] = None) -> Trace:
@@ -230,9 +246,27 @@ class SeReVAE(nn.Module):
             ratios.append(log_normal(eps, loc_p, var_p) - log_normal(eps, loc_q, var_q))
             z_prev = affine_forward(eps, *self.layer_bijector(layer, z_in, batch))
             zs.append(z_prev)
-        logits = self.decode_logits(zs)
+        logits = self.decode_logits(zs, x)
         log_px = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
         return Trace(log_px=log_px, kl=torch.stack(kls, -1), log_ratio=torch.stack(ratios, -1), z=zs)
+
+    @torch.no_grad()
+    def warm_start(self, state: dict) -> list:
+        """Copy the shared parts of another model's weights (e.g. a factorized model into a
+        pixel-regressive one): every tensor of the same name and shape, and the logit rows of a
+        decoder output layer that gained feature planes. Returns the names left as initialized."""
+        own = self.state_dict()
+        pixels = self.config.image_pixels
+        for name, value in state.items():
+            if name in own and own[name].shape == value.shape:
+                own[name].copy_(value)
+            elif name in own and name.startswith("decoder.") and own[name].shape[:-1] == value.shape[:-1] \
+                    and value.shape[-1] == pixels:
+                own[name][..., :pixels].copy_(value)
+                own[name][..., pixels:].zero_()
+            else:
+                continue
+        return [name for name in own if name not in state]
 
     @torch.no_grad()
     def decay_parameters(self) -> tuple[list, list]:

@@ -112,9 +112,15 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_probs: np.ndarray, val
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
     epoch, step, elapsed_before, bad_steps = 0, 0, 0.0, 0
     if cfg.init_weights and not (resume and ckpt_path.exists()):
-        model.load_state_dict(load_model(cfg.init_weights).state_dict())
+        source = load_model(cfg.init_weights)
+        if source.config == model_cfg:
+            model.load_state_dict(source.state_dict())
+            fresh_parts = []
+        else:                                   # a different model: warm-start its shared parts
+            fresh_parts = model.warm_start(source.state_dict())
         if world.is_main:
-            log(f"weights initialized from {cfg.init_weights}")
+            log(f"weights initialized from {cfg.init_weights}"
+                + (f" (new parts left as initialized: {', '.join(fresh_parts)})" if fresh_parts else ""))
     if resume and ckpt_path.exists():
         blob = load_checkpoint(ckpt_path)
         model.load_state_dict(blob["model"])
