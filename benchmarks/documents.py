@@ -19,6 +19,7 @@ images that jbigkit ships are not used here (they are kept for an independent ch
     apt-get install poppler-utils jbigkit-bin r-doc-pdf lilypond-doc-pdf
     python benchmarks/documents.py build            # the corpus, into ~/.cache/serecodec/documents
     python benchmarks/documents.py measure          # results/documents.json and .md
+    python benchmarks/documents.py measure --paq8px PATH   # with paq8px (built from its source)
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 import click
 import numpy as np
@@ -183,24 +185,86 @@ def build(cache: Path, seed: int = 0) -> dict:
     return {"files": len(manifest), "heldout": sum(m["split"] == "heldout" for m in manifest)}
 
 
-def _jbig_bytes(pbm: Path, tmp: Path) -> int:
-    out = tmp / "x.jbg"
+def _same(path_a: Path, image: np.ndarray) -> bool:
+    return np.array_equal(np.asarray(Image.open(path_a).convert("1")).astype(np.uint8), image)
+
+
+def _jbig(pbm: Path, image: np.ndarray, tmp: Path) -> dict:
+    out, back = tmp / "x.jbg", tmp / "x.pbm"
+    tic = time.perf_counter()
     subprocess.run(["pbmtojbg", "-q", str(pbm), str(out)], check=True, capture_output=True, timeout=120)
-    back = tmp / "x.pbm"
+    encode_s = time.perf_counter() - tic
+    tic = time.perf_counter()
     subprocess.run(["jbgtopbm", str(out), str(back)], check=True, capture_output=True, timeout=120)
-    if np.asarray(Image.open(back)).tobytes() != np.asarray(Image.open(pbm)).tobytes():
+    decode_s = time.perf_counter() - tic
+    if not _same(back, image):
         raise RuntimeError(f"{pbm}: JBIG did not round-trip")
+    return {"bytes": out.stat().st_size, "encode_s": encode_s, "decode_s": decode_s}
+
+
+def _xz(pbm: Path, image: np.ndarray, tmp: Path) -> int:
+    import lzma
+    raw = pbm.read_bytes()
+    packed = lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)
+    assert lzma.decompress(packed) == raw
+    return len(packed)
+
+
+def _pillow(image: np.ndarray, tmp: Path, fmt: str, **options) -> int:
+    """Bytes of the image in a Pillow format (G4 TIFF, PNG, lossless WebP), read back and compared."""
+    out = tmp / f"x.{fmt}"
+    picture = Image.fromarray(image.astype(bool)) if fmt != "webp" else Image.fromarray(image * 255)
+    picture.save(out, **options)
+    if not _same(out, image):
+        raise RuntimeError(f"{fmt} did not round-trip")
     return out.stat().st_size
 
 
-def measure(cache: Path, out_dir: Path) -> dict:
+def _cjb2(pbm: Path, image: np.ndarray, tmp: Path) -> Optional[int]:
+    """DjVu JB2 lossless (djvulibre ``cjb2``, symbol matching), decoded back with ``ddjvu``."""
+    if shutil.which("cjb2") is None:
+        return None
+    out, back = tmp / "x.djvu", tmp / "x-back.pbm"
+    subprocess.run(["cjb2", "-lossless", str(pbm), str(out)], check=True, capture_output=True, timeout=120)
+    subprocess.run(["ddjvu", "-format=pbm", str(out), str(back)], check=True, capture_output=True, timeout=120)
+    if not _same(back, image):
+        raise RuntimeError(f"{pbm}: cjb2 did not round-trip")
+    return out.stat().st_size
+
+
+def _paq8px(binary: Optional[Path], pbm: Path, image: np.ndarray, tmp: Path) -> Optional[dict]:
+    """paq8px -8 (context mixing with its 1-bit image model) of the PBM, decompressed and compared."""
+    if binary is None:
+        return None
+    work = tmp / "paq"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    shutil.copyfile(pbm, work / "x.pbm")
+    tic = time.perf_counter()
+    subprocess.run([str(binary), "-8", str(work / "x.pbm"), str(work / "x.paq8px")], check=True,
+                   capture_output=True, timeout=600)
+    encode_s = time.perf_counter() - tic
+    packed = next(work.glob("x.paq8px*"))
+    (work / "x.pbm").rename(work / "original.pbm")
+    subprocess.run([str(binary), "-d", str(packed), str(work / "x.pbm")], check=True, capture_output=True,
+                   timeout=600)
+    if (work / "x.pbm").read_bytes() != (work / "original.pbm").read_bytes():
+        raise RuntimeError(f"{pbm}: paq8px did not round-trip")
+    return {"bytes": packed.stat().st_size, "encode_s": encode_s}
+
+
+CODERS = ("serecodec", "pages", "jbig", "cjb2", "paq8px", "xz", "g4", "png", "webp")
+
+
+def measure(cache: Path, out_dir: Path, paq8px: Optional[Path] = None, split: str = "heldout") -> dict:
     manifest = json.loads((cache / "manifest.json").read_text())
     codec = Codec()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for entry in (m for m in manifest if m["split"] == "heldout"):
+        tmp = Path(tmp)
+        for entry in (m for m in manifest if m["split"] == split):
             path = cache / entry["path"]
-            image = np.asarray(Image.open(path)).astype(np.uint8)
+            image = np.asarray(Image.open(path).convert("1")).astype(np.uint8)
             tic = time.perf_counter()
             data = codec.compress(image)
             encode_s = time.perf_counter() - tic
@@ -208,27 +272,63 @@ def measure(cache: Path, out_dir: Path) -> dict:
             back = codec.decompress(data)
             decode_s = time.perf_counter() - tic
             assert np.array_equal(back[0], image), path
-            rows.append({**entry, "pixels": image.size, "serecodec_bytes": len(data),
-                         "method": codec.read(data).method, "jbig_bytes": _jbig_bytes(path, Path(tmp)),
-                         "encode_s": encode_s, "decode_s": decode_s})
-            click.echo(json.dumps(rows[-1]), err=True)
-    categories = sorted({r["category"] for r in rows})
-    summary = {c: {"files": sum(r["category"] == c for r in rows),
-                   "serecodec_over_jbig": sum(r["serecodec_bytes"] for r in rows if r["category"] == c)
-                   / sum(r["jbig_bytes"] for r in rows if r["category"] == c)} for c in categories}
-    summary["all"] = {"files": len(rows), "serecodec_over_jbig": sum(r["serecodec_bytes"] for r in rows)
-                      / sum(r["jbig_bytes"] for r in rows)}
-    report = {"rows": rows, "summary": summary}
+            pages = codec.compress(image, method="pages")
+            assert np.array_equal(codec.decompress(pages)[0], image), path
+            jbig = _jbig(path, image, tmp)
+            paq = _paq8px(paq8px, path, image, tmp)
+            row = {**entry, "pixels": image.size, "method": codec.read(data).method,
+                   "bytes": {"serecodec": len(data), "pages": len(pages), "jbig": jbig["bytes"],
+                             "cjb2": _cjb2(path, image, tmp), "paq8px": paq and paq["bytes"],
+                             "xz": _xz(path, image, tmp), "g4": _pillow(image, tmp, "tiff", compression="group4"),
+                             "png": _pillow(image, tmp, "png", optimize=True),
+                             "webp": _pillow(image, tmp, "webp", lossless=True)},
+                   "encode_s": {"serecodec": encode_s, "jbig": jbig["encode_s"], "paq8px": paq and paq["encode_s"]},
+                   "decode_s": {"serecodec": decode_s, "jbig": jbig["decode_s"]}}
+            rows.append(row)
+            click.echo(json.dumps({"path": entry["path"], **row["bytes"]}), err=True)
+    report = {"split": split, "rows": rows, "summary": summarize(rows)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "documents.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"Held-out real documents ({len(rows)} files; train/held-out split by source document), each file "
-             "compressed alone with default flags and decoded exactly; bytes against JBIG (jbigkit `pbmtojbg -q`).",
-             "", "| category | files | serecodec / JBIG bytes |", "|---|---|---|"]
-    for name, s in summary.items():
-        lines.append(f"| {name} | {s['files']} | {s['serecodec_over_jbig']:.3f} |")
-    (out_dir / "documents.md").write_text("\n".join(lines) + "\n")
-    click.echo("\n".join(lines))
+    (out_dir / "documents.md").write_text(table(report) + "\n")
+    click.echo(table(report))
     return report
+
+
+def summarize(rows: list) -> dict:
+    """Per category and over all: each coder's bytes over JBIG's (summed over files), and the
+    time per file against JBIG's (ratios of sums, measured in the same run)."""
+    groups = {c: [r for r in rows if r["category"] == c] for c in sorted({r["category"] for r in rows})}
+    groups["all"] = rows
+    out = {}
+    for name, group in groups.items():
+        jbig = sum(r["bytes"]["jbig"] for r in group)
+        ratios = {}
+        for coder in CODERS:
+            if all(r["bytes"].get(coder) is not None for r in group):
+                ratios[coder] = sum(r["bytes"][coder] for r in group) / jbig
+        out[name] = {"files": len(group), "over_jbig": ratios,
+                     "encode_s_per_file": sum(r["encode_s"]["serecodec"] for r in group) / len(group),
+                     "decode_s_per_file": sum(r["decode_s"]["serecodec"] for r in group) / len(group),
+                     "encode_over_jbig": sum(r["encode_s"]["serecodec"] for r in group)
+                     / sum(r["encode_s"]["jbig"] for r in group),
+                     "decode_over_jbig": sum(r["decode_s"]["serecodec"] for r in group)
+                     / sum(r["decode_s"]["jbig"] for r in group)}
+    return out
+
+
+def table(report: dict) -> str:
+    summary = report["summary"]
+    coders = [c for c in CODERS if c in summary["all"]["over_jbig"]]
+    lines = [f"Held-out real documents ({summary['all']['files']} files; train/held-out split by source document), "
+             "each file compressed alone and decoded exactly by every coder; bytes over JBIG's (jbigkit "
+             "`pbmtojbg -q`), summed per category. serecodec: default flags (auto); pages: `--method pages`. "
+             "Time: serecodec's library calls per file, and over JBIG's whole process.", "",
+             "| category | files | " + " | ".join(coders) + " | encode s/file | decode s/file |",
+             "|---|---|" + "---|" * (len(coders) + 2)]
+    for name, s in summary.items():
+        lines.append(f"| {name} | {s['files']} | " + " | ".join(f"{s['over_jbig'][c]:.3f}" for c in coders)
+                     + f" | {s['encode_s_per_file']:.2f} | {s['decode_s_per_file']:.2f} |")
+    return "\n".join(lines)
 
 
 @click.command()
@@ -236,12 +336,14 @@ def measure(cache: Path, out_dir: Path) -> dict:
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Corpus directory (default: the serecodec cache's documents/).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "results")
-def main(step, cache, out_dir):
+@click.option("--paq8px", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A paq8px binary (built from its public source) to add as a column (slow: seconds a page).")
+def main(step, cache, out_dir, paq8px):
     cache = cache or default_cache_dir() / "documents"
     if step == "build":
         click.echo(json.dumps(build(cache)))
     else:
-        measure(cache, out_dir)
+        measure(cache, out_dir, paq8px)
 
 
 if __name__ == "__main__":

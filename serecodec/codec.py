@@ -209,7 +209,7 @@ class Codec:
 
     def _encode_chunk(self, images, first: int, method: str, verify: bool, unordered: bool) -> tuple:
         """Code one chunk with every candidate ``method`` allows; keep the smallest, verified."""
-        candidates = METHOD_NAMES if method == "auto" else (method,)
+        candidates = tuple(n for n in METHOD_NAMES if by_name(n).auto) if method == "auto" else (method,)
         best, tried = None, {}
         for name in candidates:
             coder = by_name(name)

@@ -83,6 +83,8 @@ def binary_or_none(array: np.ndarray) -> Optional[np.ndarray]:
     flat = array.reshape(-1)
 
     def only(values) -> bool:
+        if values == (0, 1) and kind == "u":             # a max is ~20x cheaper than isin
+            return all(flat[i:i + _CHUNK].max() <= 1 for i in range(0, flat.size, _CHUNK))
         return all(np.isin(flat[i:i + _CHUNK], values).all() for i in range(0, flat.size, _CHUNK))
     if only((0, 1)):
         if array.dtype == np.uint8 and array.flags.c_contiguous:

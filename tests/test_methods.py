@@ -57,7 +57,7 @@ def test_every_method_round_trips_every_shape(codec, squares, method):
 
 def test_registry_codes_are_unique_and_stable():
     assert {m.name: m.code for m in REGISTRY.values()} == {"adaptive": 2, "deflate": 0, "context": 1,
-                                                           "bits-back": 3, "lzma": 4}
+                                                           "bits-back": 3, "lzma": 4, "pages": 5}
     for method in REGISTRY.values():
         assert by_code(method.code) is method
     with pytest.raises(ArchiveError):
@@ -148,7 +148,7 @@ def test_archives_written_before_format_4_decode_as_they_did(codec):
     meta = json.loads((LEGACY / "expected.json").read_text())
     pixels = np.load(LEGACY / "expected.npz")
     assert {m["version"] for m in meta.values()} == {1, 2, 3}
-    assert {m["method"] for m in meta.values()} == set(METHOD_NAMES) - {"lzma"}     # lzma came with format 4
+    assert {m["method"] for m in meta.values()} == set(METHOD_NAMES) - {"lzma", "pages"}     # lzma and pages came with format 4
     for kind, m in meta.items():
         data = (LEGACY / f"{kind}.sere").read_bytes()
         archive = codec.read(data)

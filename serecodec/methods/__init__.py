@@ -8,6 +8,7 @@ from .base import Encoded, PayloadMethod
 from .bits_back import BitsBack
 from .deflate import Deflate
 from .lzma_pixels import LzmaPixels
+from .pages import Pages
 from .static_context import StaticContext
 
 REGISTRY: dict = {}
@@ -21,7 +22,7 @@ def register(method: PayloadMethod) -> PayloadMethod:
 
 
 # in the order auto tries them: the cheap ones first, so bits-back's estimate has a size to beat
-for _method in (Adaptive(), Deflate(), LzmaPixels(), StaticContext(), BitsBack()):
+for _method in (Pages(), Adaptive(), Deflate(), LzmaPixels(), StaticContext(), BitsBack()):
     register(_method)
 
 METHOD_NAMES = tuple(REGISTRY)

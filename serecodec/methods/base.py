@@ -36,6 +36,7 @@ class PayloadMethod:
     code: int = -1
     pixels_per_byte: Optional[int] = None
     unordered_saves: bool = False        # codes a collection as a multiset (saves log2 N!)
+    auto: bool = True                    # whether ``auto`` tries it (False: superseded, still decodable)
 
     # -- header fields ---------------------------------------------------------------------------
     def params_bytes(self, fields: dict) -> bytes:

@@ -11,6 +11,7 @@ from ..adaptive import load_adaptive_model
 from ..bitsback import MAX_PARTICLES
 from ..coding_model import CodingModel, load_coding_model
 from ..context_model import load_context_model
+from ..page_model import SHIPPED_STATES, PageModelError, find_page_state, load_page_model, state_path
 from ..errors import InputError, ModelUnavailable, SerecodecError
 from ..registry import find_by_hash, resolve_coding_model
 from ..warm_start import WarmStart
@@ -33,6 +34,9 @@ class Models:
         self._default = None
         self._adaptive = None
         self._context = None
+        self._pages: dict = {}           # state id -> PageModel
+        self._page_choices = None
+        self.pages_paths = None          # the caller's page-model files (None: the shipped ones)
         self._verifier = None
         self.verify_workers = 1
 
@@ -74,6 +78,37 @@ class Models:
         return self._adaptive
 
     @property
+    def pages(self) -> list:
+        """The context-mixing page models (one per fitted state) new chunks choose from."""
+        if self._page_choices is None:
+            paths = self.pages_paths or [state_path(name) for name in SHIPPED_STATES]
+            try:
+                choices = [load_page_model(path) for path in paths]
+            except PageModelError as exc:
+                raise ModelUnavailable(str(exc)) from None
+            for model in choices:
+                self._pages.setdefault(model.state_id, model)
+            self._page_choices = choices
+        return self._page_choices
+
+    def pages_for(self, wanted: str):
+        """The page model whose fitted state an archive names: the caller's or a shipped one,
+        else an installed ``*.pages.npz`` with that id."""
+        self.pages                   # noqa: B018 (loads the choices into the cache)
+        if wanted in self._pages:
+            return self._pages[wanted]
+        found = find_page_state(wanted)
+        if found is None:
+            raise ModelUnavailable(f"archive needs page model {wanted}, which is neither shipped nor installed "
+                                   f"(a NAME.pages.npz in the model directories)")
+        try:
+            model = load_page_model(found)
+        except PageModelError as exc:
+            raise ModelUnavailable(str(exc)) from None
+        self._pages[wanted] = model
+        return model
+
+    @property
     def context(self):
         """The static digit context model (28x28 only)."""
         if self._context is None:
@@ -82,7 +117,7 @@ class Models:
 
     def load_all(self) -> None:
         """Load the models every method may need now (before threads share this object)."""
-        self.adaptive, self.context, self.verifier()          # noqa: B018
+        self.adaptive, self.context, self.pages, self.verifier()          # noqa: B018
         try:
             self.coding                      # noqa: B018
         except SerecodecError:

@@ -1,0 +1,39 @@
+"""The context-mixing page model (``page_model``): several causal context models, a logistic
+mixer and an APM, started from a state fitted on real documents. Its parameters name that state
+(by the id of its file) and the adaptive pixel the encoder placed at the image's period."""
+from __future__ import annotations
+
+from ..errors import ArchiveError
+from ..page_model import check_at, choose, find_period
+from .base import Encoded, PayloadMethod, split_flat
+
+ID_BYTES = 8
+
+
+class Pages(PayloadMethod):
+    name, code = "pages", 5
+    pixels_per_byte = 8 * 45426 * 16      # probabilities reach 1 - 2^-16; a repeated row costs one flag
+
+    def params_bytes(self, fields: dict) -> bytes:
+        dy, dx = fields["at"]
+        return bytes.fromhex(fields["state"]) + bytes([-dy, dx + 128])
+
+    def read_params(self, raw: bytes, payload_bytes: int) -> dict:
+        if len(raw) != ID_BYTES + 2:
+            raise ArchiveError("corrupted archive: bad page-model parameters")
+        return {"state": raw[:ID_BYTES].hex(), "at": check_at((-raw[ID_BYTES], raw[ID_BYTES + 1] - 128))}
+
+    def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
+        images = list(images)
+        at = find_period(max(images, key=lambda im: im.size))
+        model = choose(models.pages, images, at)
+        payload, at = model.encode(images, at)
+        return Encoded(payload, {"state": model.state_id, "at": at})
+
+    def validate(self, chunk, shapes, models, unordered) -> None:
+        models.pages_for(chunk.fields["state"])         # ModelUnavailable names a missing state
+        super().validate(chunk, shapes, models, unordered)
+
+    def decode(self, chunk, shapes, models, progress=None) -> list:
+        model = models.pages_for(chunk.fields["state"])
+        return split_flat(model.decode(chunk.payload, shapes, chunk.fields["at"]), shapes)

@@ -1,0 +1,224 @@
+"""The compiled kernel of the context-mixing page model: one loop that both encodes and decodes.
+
+Per pixel, in raster order, M context models (each a causal template read as a number: direct
+table index when it fits, else hashed) give a probability from adaptive state (a 22-bit
+probability and a 10-bit count per slot: the rate is 1/(n + 1.5) until the count reaches the
+model's limit, so a fresh context learns fast and an old one follows the page). A logistic
+mixer (a weight set chosen by the four nearest pixels) combines their logits; an APM (SSE) stage
+refines the mixed probability in a small context; the LZMA binary range coder codes the pixel.
+Each row starts with a "repeats the row above" flag (JBIG's typical prediction). The large hashed
+models also keep a run map (paq's idea): per context the last value seen there and how many times
+in a row, turned into a mixer input by an adaptive table over (run length, value), which is what
+makes exactly repeated shapes (the glyphs of rendered text) nearly free after a few copies.
+
+Encoding and decoding run the same function (``decoding`` picks where each bit comes from), so
+the two cannot drift apart. Everything is integer arithmetic: identical on every machine. Images
+live in a zero-padded buffer, so every template read is inside it whatever the image size, and a
+corrupted payload stops the decoder within one row of running past its end.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .adaptive_kernel import TOP, _shift_low
+
+PAD = 34                       # template reach, rows above and columns each side (page_model: 2 periods)
+STATE_BITS = 10                # a slot: probability << STATE_BITS | count
+APM_STEP = 192                 # stretch units between APM knots (33 knots over -3072..3072)
+# σ(k/2) for k = -24..24 in 16-bit fixed point: the knots of squash (linear between them)
+SQUASH_KNOTS = np.array([0, 1, 1, 2, 3, 5, 8, 13, 22, 36, 60, 98, 162, 267, 439, 720, 1179, 1921, 3108, 4971,
+                         7812, 11955, 17625, 24743, 32768, 40793, 47911, 53581, 57724, 60565, 62428, 63615, 64357,
+                         64816, 65097, 65269, 65374, 65438, 65476, 65500, 65514, 65523, 65528, 65531, 65533,
+                         65534, 65535, 65535, 65536], dtype=np.int64)
+STRETCH_LIMIT = 3071           # logits are in 1/256 units, within ±12
+
+
+def _squash_table() -> np.ndarray:
+    d = np.arange(-STRETCH_LIMIT, STRETCH_LIMIT + 1, dtype=np.int64) + 3072
+    i, w = d >> 7, d & 127
+    p = SQUASH_KNOTS[i] + (((SQUASH_KNOTS[i + 1] - SQUASH_KNOTS[i]) * w) >> 7)
+    return np.clip(p, 1, 65535)
+
+
+SQUASH = _squash_table()                                   # index d + STRETCH_LIMIT -> P(1) in 1..65535
+# stretch of a 12-bit probability: the smallest logit whose squash reaches the bucket's middle
+STRETCH = (np.searchsorted(SQUASH, np.arange(4096, dtype=np.int64) * 16 + 8) - STRETCH_LIMIT).astype(np.int64)
+RECIPROCAL = (65536 * 2 // (2 * np.arange(1 << STATE_BITS, dtype=np.int64) + 3)).astype(np.int64)
+
+
+@njit(cache=True, inline="always")
+def _squash(d, squash):
+    if d > STRETCH_LIMIT:
+        d = STRETCH_LIMIT
+    elif d < -STRETCH_LIMIT:
+        d = -STRETCH_LIMIT
+    return squash[d + STRETCH_LIMIT]
+
+
+@njit(cache=True, inline="always")
+def _learn(tables, slot, bit, limit, reciprocal):
+    state = np.int64(tables[slot])
+    p = state >> STATE_BITS
+    n = state & ((1 << STATE_BITS) - 1)
+    p += (((bit << 22) - p) * reciprocal[n]) >> 16
+    if p < 0:
+        p = 0
+    elif p > (1 << 22) - 1:
+        p = (1 << 22) - 1
+    if n < limit:
+        n += 1
+    tables[slot] = np.uint32((p << STATE_BITS) | n)
+
+
+@njit(cache=True)
+def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, bases, bits, limits,
+                tables, weights, apm, apm_model, mixer_rate, apm_rate, tp_slot, squash, stretch, reciprocal,
+                runs, run_model, run_bases, runmap_slot):
+    """Encode ``pixels`` (decoding = False; returns the payload) or decode ``payload`` into
+    ``pixels`` (decoding = True; returns the bytes read, in a 1-element array) with the state
+    arrays (``tables``, ``weights``, ``apm``: updated in place, carried from image to image)."""
+    models = lengths.size
+    out = np.empty(1024 + (0 if decoding else pixels.size // 16), dtype=np.uint8)
+    n_out = 0
+    low = np.uint64(0)
+    rng = np.uint64(0xFFFFFFFF)
+    cache = np.uint64(0)
+    cache_size = 1
+    mask32 = np.uint64(0xFFFFFFFF)
+    n_in = payload.size
+    pos = 0
+    code = np.uint64(0)
+    if decoding:
+        for _ in range(5):
+            code = (code << np.uint64(8)) | np.uint64(payload[pos] if pos < n_in else 0)
+            pos += 1
+        code &= mask32
+    run_models = run_bases.size
+    inputs = np.zeros(models + run_models + 1, dtype=np.int64)
+    slots = np.zeros(models, dtype=np.int64)
+    run_at = np.zeros(run_models, dtype=np.int64)
+    run_slot = np.zeros(run_models, dtype=np.int64)
+    deltas = np.zeros(offsets.shape[:2], dtype=np.int64)
+    offset = 0
+    for image in range(heights.size):
+        height = heights[image]
+        width = widths[image]
+        stride = width + 2 * PAD
+        buffer = np.zeros((height + PAD) * stride, dtype=np.uint8)
+        for m in range(models):
+            for k in range(lengths[m]):
+                deltas[m, k] = offsets[m, k, 0] * stride + offsets[m, k, 1]
+        for y in range(height):
+            if decoding and pos > n_in + 8:
+                out[0] = 0
+                return out[:0], pos
+            row = (y + PAD) * stride + PAD
+            for x in range(-1, width):
+                at = row + x
+                if x < 0:                                   # the row-repeat flag
+                    p1 = np.int64(tables[tp_slot]) >> (STATE_BITS + 6)
+                    p1 = min(max(p1, 1), 65535)
+                else:
+                    for m in range(models):
+                        ctx = np.uint64(0)
+                        for k in range(lengths[m]):
+                            ctx = (ctx << np.uint64(1)) | np.uint64(buffer[at + deltas[m, k]])
+                        if bits[m] < 64 and lengths[m] > bits[m]:
+                            ctx = (ctx * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits[m])
+                        slots[m] = bases[m] + np.int64(ctx)
+                        inputs[m] = stretch[np.int64(tables[slots[m]]) >> (STATE_BITS + 10)]
+                    for r in range(run_models):              # the run maps of the first hashed models
+                        m = run_model[r]
+                        run_at[r] = run_bases[r] + slots[m] - bases[m]
+                        state = np.int64(runs[run_at[r]])
+                        if state == 0:
+                            run_slot[r] = -1
+                            inputs[models + r] = 0
+                        else:
+                            length = state >> 1
+                            run_slot[r] = runmap_slot + r * 64 + min(length, 31) * 2 + (state & 1)
+                            st = stretch[np.int64(tables[run_slot[r]]) >> (STATE_BITS + 10)]
+                            inputs[models + r] = st if state & 1 else -st
+                    inputs[models + run_models] = 256
+                    wset = (np.int64(buffer[at - 1]) << 3) | (np.int64(buffer[at - stride - 1]) << 2) | \
+                        (np.int64(buffer[at - stride]) << 1) | np.int64(buffer[at - stride + 1])
+                    dot = np.int64(0)
+                    for m in range(models + run_models + 1):
+                        dot += inputs[m] * weights[wset, m]
+                    dot >>= 16
+                    if dot > STRETCH_LIMIT:
+                        dot = STRETCH_LIMIT
+                    elif dot < -STRETCH_LIMIT:
+                        dot = -STRETCH_LIMIT
+                    p_mix = squash[dot + STRETCH_LIMIT]
+                    knot = (dot + 3072) // APM_STEP
+                    frac = (dot + 3072) - knot * APM_STEP
+                    a_slot = (slots[apm_model] - bases[apm_model]) * 33 + knot
+                    p_apm = (apm[a_slot] * (APM_STEP - frac) + apm[a_slot + 1] * frac) // APM_STEP
+                    p1 = (p_mix + 3 * p_apm) >> 2
+                    p1 = min(max(p1, 1), 65535)
+                bound = (rng >> np.uint64(16)) * np.uint64(p1)
+                if decoding:
+                    if code < bound:
+                        rng = bound
+                        bit = 1
+                    else:
+                        code -= bound
+                        rng -= bound
+                        bit = 0
+                    while rng < np.uint64(TOP):
+                        rng = (rng << np.uint64(8)) & mask32
+                        code = ((code << np.uint64(8)) | np.uint64(payload[pos] if pos < n_in else 0)) & mask32
+                        pos += 1
+                else:
+                    if x < 0:
+                        bit = 1
+                        for i in range(width):
+                            if pixels[offset + y * width + i] != buffer[row - stride + i]:
+                                bit = 0
+                                break
+                    else:
+                        bit = np.int64(pixels[offset + y * width + x])
+                    if bit:
+                        rng = bound
+                    else:
+                        low += bound
+                        rng -= bound
+                    while rng < np.uint64(TOP):
+                        rng = (rng << np.uint64(8)) & mask32
+                        out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
+                if x < 0:
+                    _learn(tables, tp_slot, bit, limits[models], reciprocal)
+                    if bit:                               # the row repeats the one above
+                        for i in range(width):
+                            buffer[row + i] = buffer[row - stride + i]
+                        break
+                    continue
+                buffer[at] = bit
+                for m in range(models):
+                    _learn(tables, slots[m], bit, limits[m], reciprocal)
+                for r in range(run_models):
+                    state = np.int64(runs[run_at[r]])
+                    if run_slot[r] >= 0:
+                        _learn(tables, run_slot[r], 1 if bit == (state & 1) else 0, 1023, reciprocal)
+                    if state != 0 and bit == (state & 1):
+                        length = min((state >> 1) + 1, 127)
+                    else:
+                        length = 1
+                    runs[run_at[r]] = np.uint8((length << 1) | bit)
+                err = ((bit << 16) - p_mix) * mixer_rate
+                for m in range(models + run_models + 1):
+                    weights[wset, m] += (inputs[m] * err) >> 18
+                target = bit << 16
+                apm[a_slot] += ((target - apm[a_slot]) * (APM_STEP - frac)) // (APM_STEP << apm_rate)
+                apm[a_slot + 1] += ((target - apm[a_slot + 1]) * frac) // (APM_STEP << apm_rate)
+        if decoding:
+            for y in range(height):
+                for x in range(width):
+                    pixels[offset + y * width + x] = buffer[(y + PAD) * stride + PAD + x]
+        offset += height * width
+    if not decoding:
+        for _ in range(5):
+            out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
+    return out[:n_out], pos

@@ -1,0 +1,260 @@
+"""The context-mixing page model: which contexts it mixes, where its halftone pixel goes, and its
+learned starting state (the kernel that runs it is ``page_kernel``).
+
+Five context models look at the causal neighbourhood (templates from ``causal``): JBIG2's
+16-pixel generic template plus an adaptive pixel, a 10-pixel one (also the APM's context), a
+38-pixel one over five rows and a 25-pixel wide one (hashed), and one placed around the
+halftone period that the encoder finds by autocorrelation and stores in the chunk. The state
+every chunk starts from (context probabilities and counts, mixer weights, APM) is fitted offline
+on the training pages of the real-document corpus (``training/fit_pages.py``) and shipped as a
+model file that the archive names by its hash, so one page codes well from its first row.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .causal import JBIG2_16, check_causal
+from .errors import ArchiveError, SerecodecError
+from .fileio import atomic_write_bytes
+from .inputs import require_bilevel
+from .page_kernel import PAD, RECIPROCAL, SQUASH, STATE_BITS, STRETCH, code_images
+from .paths import MODELS_DIR
+from .registry import search_dirs
+
+MAX_PERIOD = 16                # the adaptive pixel's reach: dy in -16..0, dx in -16..16
+NEAR_10 = ((-2, -1), (-2, 0), (-2, 1), (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2), (0, -2), (0, -1))
+LARGE_38 = tuple((-4, dx) for dx in range(-2, 3)) + tuple((-3, dx) for dx in range(-3, 4)) + \
+    tuple((-2, dx) for dx in range(-4, 5)) + tuple((-1, dx) for dx in range(-5, 6)) + \
+    tuple((0, dx) for dx in range(-6, 0))
+WIDE_25 = tuple((-1, dx) for dx in range(-8, 9)) + tuple((0, dx) for dx in range(-8, 0))
+TABLE_BITS = (17, 10, 22, 22, 20)        # per model: direct when the template fits, else hashed
+LIMITS = (255, 1023, 255, 255, 255, 255)  # count limits per model, then the row-repeat flag's
+APM_MODEL = 1
+RUN_MODELS = (2, 3)                       # the hashed models that keep a run map
+MIXER_SETS = 16
+MIXER_RATE, APM_RATE = 6, 6
+# The fitted starting states shipped (training/fit_pages.py), in the order the encoder tries them;
+# a user's refit is NAME.pages.npz in the user model directory.
+SHIPPED_STATES = ("documents", "halftones")
+SAMPLE_PIXELS = 1 << 17        # the encoder picks a state by coding about this many pixels with each
+
+
+class PageModelError(SerecodecError):
+    """The page model's state file is missing or damaged; the message names the file."""
+
+
+def templates(at: tuple) -> list:
+    """The five templates for adaptive pixel ``at`` (dy, dx)."""
+    dy, dx = at
+    period = [(dy + j, dx + i) for j in (-1, 0, 1) for i in (-1, 0, 1)] + [(2 * dy, 2 * dx), (0, -1), (-1, 0),
+                                                                          (-1, -1), (-1, 1)]
+    period = [o for o in dict.fromkeys(period) if _causal(o) and -PAD <= o[0] and abs(o[1]) <= PAD]
+    return [JBIG2_16 + (at,), NEAR_10, LARGE_38, WIDE_25, tuple(period)]
+
+
+def _causal(offset) -> bool:
+    return offset[0] < 0 or (offset[0] == 0 and offset[1] < 0)
+
+
+def check_at(at) -> tuple:
+    dy, dx = int(at[0]), int(at[1])
+    if not (-MAX_PERIOD <= dy <= 0 and -MAX_PERIOD <= dx <= MAX_PERIOD and _causal((dy, dx))):
+        raise ArchiveError(f"corrupted archive: adaptive pixel {dy},{dx} is out of range")
+    return dy, dx
+
+
+def find_period(image: np.ndarray, crop: int = 512) -> tuple:
+    """The causal offset (outside the 16-pixel template) where the image best repeats itself:
+    the peak of its autocorrelation over a central crop (a halftone screen's period; on text,
+    some nearby offset). Computed by the encoder only and stored, so floats are fine here."""
+    height, width = image.shape
+    top, left = max(0, (height - crop) // 2), max(0, (width - 2 * crop) // 2)
+    sample = image[top:top + crop, left:left + 2 * crop].astype(np.float64) * 2 - 1
+    h, w = sample.shape
+    if h < 2 or w < 2:
+        return (0, -5) if w > 5 else (-1, 0)
+    size = (2 * h, 2 * w)
+    spectrum = np.fft.rfft2(sample, size)
+    corr = np.fft.irfft2(spectrum * np.conj(spectrum), size)
+    taken = set(JBIG2_16)
+    best, best_score = (0, -5), -np.inf
+    for dy in range(-MAX_PERIOD, 1):
+        for dx in range(-MAX_PERIOD, MAX_PERIOD + 1):
+            if not _causal((dy, dx)) or (dy, dx) in taken or -dy >= h or abs(dx) >= w:
+                continue
+            overlap = (h + dy) * (w - abs(dx))
+            score = corr[dy % size[0], dx % size[1]] / overlap
+            if score > best_score + 1e-9:
+                best, best_score = (dy, dx), score
+    return best
+
+
+@dataclass
+class PageState:
+    """Everything the kernel updates while coding: a chunk starts from a copy of the fitted one."""
+
+    tables: np.ndarray       # uint32 slots of every context model, the row-repeat flag, the run maps
+    weights: np.ndarray      # int64 (MIXER_SETS, models + run maps + 1)
+    apm: np.ndarray          # int64 (contexts of the APM model * 33)
+    runs: np.ndarray         # uint8 per context of each run-map model: run length << 1 | last value
+
+    def copy(self) -> "PageState":
+        return PageState(self.tables.copy(), self.weights.copy(), self.apm.copy(), self.runs.copy())
+
+    ARRAYS = ("tables", "weights", "apm", "runs")
+
+
+def bases() -> np.ndarray:
+    return np.concatenate([[0], np.cumsum([1 << b for b in TABLE_BITS])]).astype(np.int64)
+
+
+def run_bases() -> np.ndarray:
+    return np.concatenate([[0], np.cumsum([1 << TABLE_BITS[m] for m in RUN_MODELS])]).astype(np.int64)
+
+
+def fresh_state() -> PageState:
+    """The untrained state: every context at P = 1/2, no runs, equal mixer weights, an identity APM."""
+    tables = np.full(bases()[-1] + 1 + 64 * len(RUN_MODELS), (1 << 21) << STATE_BITS, dtype=np.uint32)
+    inputs = len(TABLE_BITS) + len(RUN_MODELS)
+    weights = np.full((MIXER_SETS, inputs + 1), (1 << 16) // inputs, dtype=np.int64)
+    weights[:, -1] = 0
+    knots = np.arange(33, dtype=np.int64) * 192 - 3072
+    apm = np.tile(SQUASH[np.clip(knots, -3071, 3071) + 3071], 1 << TABLE_BITS[APM_MODEL]).astype(np.int64)
+    return PageState(tables, weights, apm, np.zeros(run_bases()[-1], dtype=np.uint8))
+
+
+def _kernel_templates(at: tuple):
+    temps = templates(at)
+    kmax = max(len(t) for t in temps)
+    offsets = np.zeros((len(temps), kmax, 2), dtype=np.int64)
+    for m, t in enumerate(temps):
+        check_causal(t)
+        offsets[m, :len(t)] = t
+    if offsets[..., 0].min() < -PAD or np.abs(offsets[..., 1]).max() > PAD:
+        raise ValueError("a template reaches past the kernel's padding")
+    return offsets, np.array([len(t) for t in temps], dtype=np.int64)
+
+
+def _flat(images):
+    heights = np.array([im.shape[0] for im in images], dtype=np.int64)
+    widths = np.array([im.shape[1] for im in images], dtype=np.int64)
+    pixels = np.concatenate([np.ascontiguousarray(im, dtype=np.uint8).reshape(-1) for im in images]
+                            or [np.zeros(0, np.uint8)])
+    return pixels, heights, widths
+
+
+def run(state: PageState, decoding: bool, pixels, heights, widths, payload, at) -> tuple:
+    """One call of the kernel with this model's layout (``state`` updated in place)."""
+    offsets, lengths = _kernel_templates(at)
+    return code_images(decoding, pixels, heights, widths, payload, offsets, lengths, bases()[:-1],
+                       np.array(TABLE_BITS, dtype=np.int64), np.array(LIMITS, dtype=np.int64), state.tables,
+                       state.weights, state.apm, APM_MODEL, MIXER_RATE, APM_RATE, int(bases()[-1]), SQUASH,
+                       STRETCH, RECIPROCAL, state.runs, np.array(RUN_MODELS, dtype=np.int64), run_bases()[:-1],
+                       int(bases()[-1]) + 1)
+
+
+class PageModel:
+    """Codes runs of bilevel images of any size, starting each run from the fitted state."""
+
+    def __init__(self, state: PageState, state_id: str) -> None:
+        self.state, self.state_id = state, state_id
+
+    def encode(self, images, at: Optional[tuple] = None) -> tuple:
+        """(payload, adaptive pixel) for a list of 0/1 images."""
+        if at is None:
+            largest = max(images, key=lambda im: im.size)
+            at = find_period(largest)
+        pixels, heights, widths = _flat(images)
+        require_bilevel(pixels, "page model input")
+        payload, _ = run(self.state.copy(), False, pixels, heights, widths, np.zeros(0, np.uint8), at)
+        return payload.tobytes(), at
+
+    def decode(self, payload: bytes, shapes, at) -> np.ndarray:
+        """Flat pixels of ``shapes``; ArchiveError if the payload does not hold them exactly."""
+        heights = np.array([h for h, _ in shapes], dtype=np.int64)
+        widths = np.array([w for _, w in shapes], dtype=np.int64)
+        pixels = np.zeros(int((heights * widths).sum()), dtype=np.uint8)
+        data = np.frombuffer(payload, dtype=np.uint8)
+        _, read = run(self.state.copy(), True, pixels, heights, widths, data, check_at(at))
+        if read > len(payload) + 4 or read < len(payload) - 4:
+            raise ArchiveError("corrupted archive: the page-model payload does not match the images")
+        return pixels
+
+
+def state_bytes(state: PageState) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{name: getattr(state, name) for name in PageState.ARRAYS})
+    return buffer.getvalue()
+
+
+def state_id(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def save_state(state: PageState, path: Path) -> str:
+    raw = state_bytes(state)
+    atomic_write_bytes(Path(path), raw)
+    return state_id(raw)
+
+
+def find_page_state(wanted: str) -> Optional[Path]:
+    """The page-model file (shipped or in the user model directory) whose id is ``wanted``."""
+    for directory in search_dirs():
+        for path in sorted(directory.glob("*.pages.npz")) if directory.is_dir() else []:
+            if state_id(path.read_bytes()) == wanted:
+                return path
+    return None
+
+
+def state_path(name: str) -> Path:
+    return MODELS_DIR / f"{name}.pages.npz"
+
+
+def sample(images: list) -> list:
+    """What the encoder codes with each state to choose one: a band of rows from the middle of
+    the largest image, or the first small images, about SAMPLE_PIXELS in all."""
+    largest = max(images, key=lambda im: im.size)
+    if largest.size >= SAMPLE_PIXELS:
+        rows = max(1, SAMPLE_PIXELS // largest.shape[1])
+        top = (largest.shape[0] - rows) // 2
+        return [largest[top:top + rows]]
+    out, total = [], 0
+    for image in images:
+        if total >= SAMPLE_PIXELS:
+            break
+        out.append(image)
+        total += image.size
+    return out
+
+
+def choose(models: list, images: list, at: tuple) -> "PageModel":
+    """The fitted state that codes a sample of ``images`` smallest (the first one on a tie)."""
+    if len(models) == 1:
+        return models[0]
+    probe = sample(images)
+    sizes = [len(model.encode(probe, at)[0]) for model in models]
+    return models[int(np.argmin(sizes))]
+
+
+def load_page_model(path: Path) -> PageModel:
+    """The page model of a fitted state file."""
+    path = Path(path)
+    if not path.exists():
+        raise PageModelError(f"{path}: no such page-model file")
+    raw = path.read_bytes()
+    try:
+        with np.load(io.BytesIO(raw)) as blob:
+            state = PageState(blob["tables"].astype(np.uint32), blob["weights"].astype(np.int64),
+                              blob["apm"].astype(np.int64), blob["runs"].astype(np.uint8))
+    except Exception as exc:                    # noqa: BLE001 (any damage reads as one message)
+        raise PageModelError(f"{path}: not a page-model file ({exc})") from None
+    fresh = fresh_state()
+    if any(getattr(state, name).shape != getattr(fresh, name).shape for name in PageState.ARRAYS):
+        raise PageModelError(f"{path}: page-model state of the wrong layout")
+    return PageModel(state, state_id(raw))
