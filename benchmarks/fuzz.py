@@ -73,6 +73,13 @@ class _OneChunk:
         self.method, self.batch_sizes = chunk.method, chunk.fields.get("batch_sizes", [])
 
 
+def _halftone(rng) -> np.ndarray:
+    """A small ordered-dither halftone (the page model's period pixel and halftone state in play)."""
+    grey = np.add.outer(np.linspace(0, 1, 48), np.linspace(0, 0.5, 64)) / 1.5 + rng.normal(0, 0.05, (48, 64))
+    bayer = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]])
+    return (grey > (np.tile(bayer, (12, 16)) + 0.5) / 16).astype(np.uint8)
+
+
 def corpus(codec: Codec) -> dict:
     """{kind: (archive bytes, images, names, formats)} covering every method, size mix and version."""
     digits = load_fixture().reshape(-1, 28, 28)
@@ -91,6 +98,8 @@ def corpus(codec: Codec) -> dict:
         "context-many": (digits[:8], None, None, "context"),
         "deflate-1": (digits[:1], None, None, "deflate"),
         "lzma-mixed": (mixed, None, None, "lzma"),
+        "pages-mixed": (mixed, None, None, "pages"),
+        "pages-halftone": ([_halftone(rng)], ["h"], None, "pages"),
         "deflate-mixed-names": (mixed, ["x", "y", "z", "w", "v"], ["png", "gif", "bmp", "webp", "pgm"], "deflate"),
     }
     out = {}

@@ -24,7 +24,7 @@ from .bitsback import initial_word_count
 from .codec import METHOD_CHOICES, Codec, as_images, default_workers, describe_range
 from .errors import ArchiveError, InputError, SerecodecError
 from .fileio import atomic_write_bytes, safe_output_paths, write_inside
-from .images import SUFFIX_OF_FORMAT, collect_inputs, encode_image, npy_array, npy_groups
+from .images import SUFFIX_OF_FORMAT, collect_inputs, encode_image, encode_pages, npy_array, npy_groups
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,7 +107,8 @@ def compress(inputs, output, to_stdout, model, threshold, method, no_names, unor
         data = codec.compress(images, names, progress=bar.update, method=method,
                               formats=None if only_arrays and not arrays else formats, ordered=not unordered,
                               verify=not no_verify, report=report, arrays=arrays or None,
-                              headers=None if unordered else found.headers)
+                              headers=None if unordered else found.headers,
+                              pages=None if unordered or no_names else found.pages)
     if out_path is None:
         write_stdout(data)
     else:
@@ -247,6 +248,12 @@ def _output_files(header, kept: list, images, formats: list, names: list) -> lis
             np.save(buffer, npy_array([images[position[i]] for i in range(start, end)], *source))
             files.append((header.names[start] + ".npy", buffer.getvalue()))
             done.update(range(start, end))
+    for first, end in header.pages or []:           # a multi-page file whole, when every page survived
+        if all(i in position for i in range(first, end)):
+            files.append((names[position[first]] + SUFFIX_OF_FORMAT[formats[position[first]]],
+                          encode_pages([images[position[i]] for i in range(first, end)],
+                                       [formats[position[i]] for i in range(first, end)])))
+            done.update(range(first, end))
     for n, index in enumerate(kept):
         if index not in done:
             file_header = header.headers[index] if header.headers else b""
@@ -334,13 +341,17 @@ def list_archive(archive, as_json):
     formats = header.formats or ["png"] * header.count
     entries = [{"name": n, "format": f, "height": h, "width": w}
                for n, f, (h, w) in zip(names, formats, header.shapes)]
+    for first, end in header.pages or []:                   # the pages of one multi-page file
+        for i in range(first, end):
+            entries[i]["page"], entries[i]["pages"] = i - first + 1, end - first
     summary = {"archive": archive, "method": header.method, "images": header.count, "chunks": len(header.chunks),
                "bytes": len(data), "bits_per_dim": 8 * len(data) / header.pixels if header.pixels else None}
     if as_json:
         click.echo(json.dumps({**summary, "entries": entries}, indent=2))
         return
     for e in entries:
-        click.echo(f"{e['width']:>6d}x{e['height']:<6d} {e['format']:<8s} {e['name']}")
+        page = f"  (page {e['page']} of {e['pages']})" if "page" in e else ""
+        click.echo(f"{e['width']:>6d}x{e['height']:<6d} {e['format']:<8s} {e['name']}{page}")
     bpd = f"{summary['bits_per_dim']:.4f}" if summary["bits_per_dim"] is not None else "-"
     click.echo(f"{header.count} images, {len(data)} bytes, {bpd} bits/dim ({header.method})")
 

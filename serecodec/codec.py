@@ -24,7 +24,7 @@ from .container.wire import size_runs
 from .errors import ArchiveError, InputError, LimitError, ModelUnavailable, SerecodecError, VerificationError
 from .fixedpoint import get_engine
 from .inputs import (Images, as_images, background_is_one, check_arrays, check_formats, check_headers, check_names,
-                     shapes_of, with_polarity)
+                     check_pages, shapes_of, with_polarity)
 from .methods import METHOD_NAMES, by_code, by_name
 from .methods.bits_back import new_encoder
 from .methods.models import Models
@@ -122,7 +122,7 @@ class Codec:
                  progress: Optional[Callable[[int], None]] = None, method: str = "auto",
                  formats: Optional[Sequence[str]] = None, ordered: bool = True, verify: bool = True,
                  report: Optional[list] = None, arrays: Optional[Sequence[tuple]] = None,
-                 headers: Optional[Sequence[bytes]] = None) -> bytes:
+                 headers: Optional[Sequence[bytes]] = None, pages: Optional[Sequence[tuple]] = None) -> bytes:
         """A complete archive of ``images`` (see ``inputs.as_images`` for what is accepted).
 
         ``names``: one file name per image, stored (compactly) and restored by ``read``.
@@ -138,7 +138,8 @@ class Codec:
         ``report``: a list that receives one ``ChunkReport`` per chunk. ``arrays``: the (dtype,
         shape, value of a 1) of each .npy file the images came from, and ``headers`` the file
         header of each image (PBM/PGM, comments included), stored so a decoder can write the
-        files back as they were.
+        files back as they were. ``pages``: the (first, end) image ranges that are the pages of
+        one multi-page file (TIFF, GIF), so a decoder writes each back as one file.
         Images whose pixels are mostly 1 are coded inverted (background 0, ink 1, as the learned
         model saw in training); the archive records which, and decoding restores them as given.
         """
@@ -151,6 +152,9 @@ class Codec:
             raise LimitError(f"{pixels:,} pixels are above the limit of {self.max_pixels:,} for one archive")
         names = check_names(names, len(shapes))
         formats = check_formats(formats, len(shapes))
+        pages = check_pages(pages, len(shapes))
+        if not ordered and pages:
+            raise InputError("an unordered archive keeps no multi-page files")
         if not ordered:
             if names is not None:
                 raise InputError("an unordered archive restores images in canonical order, so it stores no names")
@@ -167,7 +171,7 @@ class Codec:
             else:
                 images, coded, inverted = images[order], coded[order], [inverted[i] for i in order]
         archive = Archive(size_runs(shapes), names=names, formats=formats, unordered=not ordered, inverted=inverted,
-                          arrays=check_arrays(arrays), headers=check_headers(headers, len(shapes)))
+                          arrays=check_arrays(arrays), headers=check_headers(headers, len(shapes)), pages=pages)
         spans = plan_chunks(shapes, self.chunk_pixels) if ordered else [(0, len(shapes))]
 
         def encode(span):

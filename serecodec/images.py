@@ -24,8 +24,9 @@ from .inputs import binary_or_none
 
 IMAGE_SUFFIXES = {".png", ".pbm", ".pgm", ".ppm", ".pnm", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # Pillow format name -> the archive's format name (what the image is written back as)
+MAX_PAGES = 10_000             # pages read from one multi-page file
 _PIL_FORMATS = {"PNG": "png", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tiff"}
-SUFFIX_OF_FORMAT = {"png": ".png", "pbm": ".pbm", "pgm": ".pgm", "ppm": ".ppm", "tiff": ".tif", "tiff-g4": ".tif",
+SUFFIX_OF_FORMAT = {"png": ".png", "pbm": ".pbm", "pgm": ".pgm", "ppm": ".ppm", "tiff": ".tif", "tiff-g4": ".tif", "tiff-g3": ".tif",
                     "bmp": ".bmp", "gif": ".gif", "webp": ".webp", "npy": ".png"}
 
 
@@ -44,8 +45,8 @@ def _to_binary(array: np.ndarray, path, threshold: Optional[float]) -> np.ndarra
 def _format_of(img: Image.Image, raw: bytes) -> str:
     if img.format == "PPM":
         return {b"P1": "pbm", b"P4": "pbm", b"P2": "pgm", b"P5": "pgm"}.get(raw[:2], "ppm")
-    if img.format == "TIFF" and img.info.get("compression") == "group4":
-        return "tiff-g4"
+    if img.format == "TIFF" and img.info.get("compression") in ("group4", "group3"):
+        return "tiff-g4" if img.info["compression"] == "group4" else "tiff-g3"
     return _PIL_FORMATS.get(img.format, "png")
 
 
@@ -55,26 +56,38 @@ def read_image(path, threshold: Optional[float] = None, data: Optional[bytes] = 
 
 
 def read_image_file(path, threshold: Optional[float] = None, data: Optional[bytes] = None) -> tuple:
-    """One image file (or its bytes) as ((H, W) uint8 array of 0/1, format name, the file's own
-    header bytes when ``encode_image`` can write the file back byte for byte from them)."""
+    """One single-page image file (or its bytes) as ((H, W) uint8 array of 0/1, format name, the
+    file's own header bytes when ``encode_image`` can write the file back byte for byte from them)."""
+    frames = read_image_frames(path, threshold, data)
+    if len(frames) > 1:
+        raise InputError(f"{path}: has {len(frames)} pages; read it with read_image_frames")
+    return frames[0]
+
+
+def read_image_frames(path, threshold: Optional[float] = None, data: Optional[bytes] = None) -> list:
+    """Every page of an image file (a multi-page TIFF, an animated GIF; one for other files) as
+    ``read_image_file``'s triples, page by page."""
     try:
         raw = data if data is not None else Path(path).read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    frames = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(raw)) as img:
-                width, height = img.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise LimitError(f"{path}: {width}x{height} pixels, above the limit of {MAX_IMAGE_PIXELS:,} "
-                                     f"per image")
-                if getattr(img, "n_frames", 1) > 1:
-                    raise InputError(f"{path}: has {img.n_frames} frames/pages; give one image per file "
-                                     f"(frames are not split yet)")
-                fmt = _format_of(img, raw)
-                img.load()
-                array = _pixels(img, path, threshold)
+                count = getattr(img, "n_frames", 1)
+                if count > MAX_PAGES:
+                    raise LimitError(f"{path}: {count} pages, above the limit of {MAX_PAGES:,} per file")
+                for page in range(count):
+                    img.seek(page)
+                    width, height = img.size
+                    if width * height > MAX_IMAGE_PIXELS:
+                        raise LimitError(f"{path}: {width}x{height} pixels, above the limit of "
+                                         f"{MAX_IMAGE_PIXELS:,} per image")
+                    fmt = _format_of(img, raw)
+                    img.load()
+                    frames.append((_pixels(img, path, threshold), fmt))
     except (InputError, LimitError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -83,12 +96,29 @@ def read_image_file(path, threshold: Optional[float] = None, data: Optional[byte
         raise LimitError(f"{path}: not enough memory to read this image") from None
     except Exception as exc:   # Pillow raises many kinds (SyntaxError, ValueError, OSError...) for bad files
         raise InputError(f"{path}: not an image file Pillow can read ({type(exc).__name__})") from None
-    check_image_shape(*array.shape)
-    pixels = _to_binary(array, path, threshold)
-    header = pnm_header(raw, pixels.shape) if fmt in ("pbm", "pgm") and threshold is None else b""
-    if header and encode_image(pixels, fmt, header) != raw:
-        header = b""                    # padding bits, a plain (ASCII) body, trailing bytes: pixels only
-    return pixels, fmt, header
+    out = []
+    for array, fmt in frames:
+        check_image_shape(*array.shape)
+        pixels = _to_binary(array, path, threshold)
+        header = pnm_header(raw, pixels.shape) if fmt in ("pbm", "pgm") and threshold is None else b""
+        if header and encode_image(pixels, fmt, header) != raw:
+            header = b""                    # padding bits, a plain (ASCII) body, trailing bytes: pixels only
+        out.append((pixels, fmt, header))
+    return out
+
+
+def encode_pages(images: list, formats: list) -> bytes:
+    """One multi-page file (TIFF or GIF, in the first page's kind) of ``images``."""
+    fmt = formats[0]
+    pictures = [Image.fromarray(np.asarray(image, np.uint8).astype(bool)) for image in images]
+    buffer = io.BytesIO()
+    if fmt == "gif":
+        pictures = [p.convert("L") for p in pictures]
+        pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], optimize=False)
+    else:
+        options = {"tiff-g4": {"compression": "group4"}, "tiff-g3": {"compression": "group3"}}.get(fmt, {})
+        pictures[0].save(buffer, format="TIFF", save_all=True, append_images=pictures[1:], **options)
+    return buffer.getvalue()
 
 
 def pnm_header(raw: bytes, shape: tuple) -> bytes:
@@ -198,6 +228,7 @@ class Inputs:
     headers: list
     arrays: list = field(default_factory=list)
     others: list = field(default_factory=list)
+    pages: list = field(default_factory=list)          # [(first, end)]: the pages of one multi-page file
 
 
 def collect_inputs(paths: list, threshold: Optional[float] = None, stdin: Optional[bytes] = None) -> Inputs:
@@ -241,11 +272,14 @@ def collect_inputs(paths: list, threshold: Optional[float] = None, stdin: Option
                 if stored is not None:
                     found.arrays.append(info)
             else:
-                image, fmt, header = read_image_file(source, threshold, data)
-                found.images.append(image)
-                found.names.append(stored)
-                found.formats.append(fmt)
-                found.headers.append(header)
+                frames = read_image_frames(source, threshold, data)
+                if len(frames) > 1:
+                    found.pages.append((len(found.images), len(found.images) + len(frames)))
+                for image, fmt, header in frames:
+                    found.images.append(image)
+                    found.names.append(stored)
+                    found.formats.append(fmt)
+                    found.headers.append(header)
     _name_everything(found)
     return found
 
@@ -256,10 +290,11 @@ def _name_everything(found: Inputs) -> None:
         found.names, found.arrays = None, []
         return
     found.names = [n if n is not None else f"image_{i:05d}" for i, n in enumerate(found.names)]
+    later_page = {i for first, end in found.pages for i in range(first + 1, end)}
     seen, previous = set(), None
-    for name, fmt in zip(found.names, found.formats):
+    for i, (name, fmt) in enumerate(zip(found.names, found.formats)):
         group = (name, fmt == "npy")
-        if name in seen and not (fmt == "npy" and previous == group):
+        if name in seen and not (fmt == "npy" and previous == group) and i not in later_page:
             raise InputError(f"two inputs would both be restored as {name!r}; rename one")
         seen.add(name)
         previous = group
@@ -309,8 +344,8 @@ def encode_image(image: np.ndarray, fmt: str, header: bytes = b"") -> bytes:
         img.save(buffer, format="PPM")
     elif fmt in ("pgm", "ppm"):
         img.convert("L" if fmt == "pgm" else "RGB").save(buffer, format="PPM")
-    elif fmt == "tiff-g4":
-        img.save(buffer, format="TIFF", compression="group4")
+    elif fmt in ("tiff-g4", "tiff-g3"):
+        img.save(buffer, format="TIFF", compression="group4" if fmt == "tiff-g4" else "group3")
     elif fmt == "tiff":
         img.save(buffer, format="TIFF")
     elif fmt in ("bmp", "gif"):

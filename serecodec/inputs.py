@@ -154,6 +154,23 @@ def check_names(names, count: int) -> Optional[list]:
     return names
 
 
+def check_pages(pages, count: int) -> Optional[list]:
+    """[(first, end)] runs of at least two images, in order and apart: the pages of one file each."""
+    if not pages:
+        return None
+    out, previous = [], 0
+    for run in pages:
+        try:
+            first, end = (int(v) for v in run)
+        except (TypeError, ValueError):
+            raise InputError(f"pages must be (first, end) image ranges, got {run!r}") from None
+        if first < previous or end - first < 2 or end > count:
+            raise InputError(f"pages {run!r}: each multi-page file needs two or more images, in order, apart")
+        out.append((first, end))
+        previous = end
+    return out
+
+
 def check_formats(formats, count: int) -> Optional[list]:
     """One known format name (``archive.FORMATS``) per image."""
     if formats is None:

@@ -7,7 +7,7 @@ Format 4, little-endian; "varint" is an unsigned LEB128 integer (one byte below 
     magic b"SeRe"                 4
     format version (4)            1
     flags                         1   bit 0 names, bit 1 formats, bit 2 unordered, bit 3 polarity,
-                                      bit 4 arrays, bit 5 file headers; others 0
+                                      bit 4 arrays, bit 5 file headers, bit 6 pages; others 0
     header length H               varint, the bytes of the header body that follows
     header body                   H   image count N (varint); image sizes: varint R, then R
                                       (height, width, repeat) varint triples; formats (flag bit 1):
@@ -17,7 +17,10 @@ Format 4, little-endian; "varint" is an unsigned LEB128 integer (one byte below 
                                       0/1, repeat) pairs; arrays (bit 4): varint A, then per .npy
                                       source its dtype (varint length + ASCII), varints value of a
                                       1, ndim and dims; file headers (bit 5): varint n, then n bytes
-                                      of raw deflate of N length-prefixed headers; chunk count C
+                                      of raw deflate of N length-prefixed headers; pages (bit 6):
+                                      varint G, then per multi-page file varints (images skipped
+                                      since the previous file's last page, page count >= 2);
+                                      chunk count C
                                       (varint), then per chunk: image count, method code, body
                                       length (varints)
     header checksum               4   CRC-32 of every byte before it
@@ -57,14 +60,14 @@ from .wire import (U32, Reader, bounded_inflate, encode_runs, expand_runs, join_
 MAGIC = b"SeRe"
 VERSION = 4
 READABLE_VERSIONS = (1, 2, 3, 4)
-FLAG_NAMES, FLAG_FORMATS, FLAG_UNORDERED, FLAG_INVERTED, FLAG_ARRAYS, FLAG_HEADERS = 1, 2, 4, 8, 16, 32
-KNOWN_FLAGS = FLAG_NAMES | FLAG_FORMATS | FLAG_UNORDERED | FLAG_INVERTED | FLAG_ARRAYS | FLAG_HEADERS
+FLAG_NAMES, FLAG_FORMATS, FLAG_UNORDERED, FLAG_INVERTED, FLAG_ARRAYS, FLAG_HEADERS, FLAG_PAGES = 1, 2, 4, 8, 16, 32, 64
+KNOWN_FLAGS = FLAG_NAMES | FLAG_FORMATS | FLAG_UNORDERED | FLAG_INVERTED | FLAG_ARRAYS | FLAG_HEADERS | FLAG_PAGES
 MAX_FILE_HEADER = 1 << 16         # bytes of one image file's own header kept (a PBM's, with its comments)
 MAX_ARRAY_DIMS = 8
 MAX_DTYPE_BYTES = 32
 # Original file formats, by code (an archive may record one per image so that a decoder writes
 # each image back in kind). Append only: a code never changes its meaning.
-FORMATS = ("npy", "png", "pbm", "pgm", "ppm", "tiff", "tiff-g4", "bmp", "gif", "webp")
+FORMATS = ("npy", "png", "pbm", "pgm", "ppm", "tiff", "tiff-g4", "bmp", "gif", "webp", "tiff-g3")
 
 PREAMBLE = struct.Struct("<4sBB")
 MAX_HEADER_BYTES = 1 << 30
@@ -105,6 +108,7 @@ class Archive:
     inverted: Optional[list] = None           # per image: coded as 1 - pixels (its background was 1)
     arrays: Optional[list] = None             # [(dtype str, shape, value of a 1)] of the .npy files the images came from
     headers: Optional[list] = None            # per image: its file's own header bytes (PBM/PGM), b"" for none
+    pages: Optional[list] = None              # [(first, end)] image runs that are the pages of one file (TIFF, GIF)
     content_crc: int = 0                      # formats 1-3: the one checksum of what is restored
     total_bytes: int = 0
     meta_raw: bytes = b""                     # reading format 4: the stored bytes from the count through the names
@@ -166,6 +170,12 @@ class Archive:
                 parts += [with_length(dtype.encode("ascii")), varints(one, len(shape), *shape)]
         if self.headers is not None:
             parts.append(with_length(raw_deflate(b"".join(with_length(h) for h in self.headers))))
+        if self.pages is not None:
+            parts.append(varints(len(self.pages)))
+            previous = 0
+            for first, end in self.pages:
+                parts.append(varints(first - previous, end - first))
+                previous = end
         return b"".join(parts)
 
     # -- format 4 ----------------------------------------------------------------------------------
@@ -173,7 +183,8 @@ class Archive:
         """The archive in format 4; each chunk needs ``params``, ``payload`` and ``content_crc``."""
         flags = ((FLAG_NAMES if self.names is not None else 0) | (FLAG_FORMATS if self.formats is not None else 0)
                  | (FLAG_UNORDERED if self.unordered else 0) | (FLAG_INVERTED if self.inverted is not None else 0)
-                 | (FLAG_ARRAYS if self.arrays is not None else 0) | (FLAG_HEADERS if self.headers is not None else 0))
+                 | (FLAG_ARRAYS if self.arrays is not None else 0) | (FLAG_HEADERS if self.headers is not None else 0)
+                 | (FLAG_PAGES if self.pages is not None else 0))
         meta = self.meta_bytes()
         for chunk in self.chunks:
             if chunk.pixel_crc is not None:
@@ -206,6 +217,21 @@ def pixel_crc(images: Iterable[np.ndarray], crc: int = 0) -> int:
     for image in images:
         crc = zlib.crc32(np.ascontiguousarray(image, dtype=np.uint8).tobytes(), crc)
     return crc & 0xFFFFFFFF
+
+
+def _read_pages(reader: Reader, count: int) -> list:
+    groups = reader.varint("pages")
+    if 2 * groups > count:
+        raise ArchiveError("corrupted archive: more multi-page files than the images can fill")
+    pages, previous = [], 0
+    for _ in range(groups):
+        first = previous + reader.varint("pages")
+        end = first + reader.varint("pages")
+        if end - first < 2 or end > count:
+            raise ArchiveError("corrupted archive: a multi-page file's pages do not fit the images")
+        pages.append((first, end))
+        previous = end
+    return pages
 
 
 def check_pixels(archive: Archive, max_pixels: int) -> None:
@@ -249,6 +275,8 @@ def parse_header(head: bytes) -> tuple:
             archive.headers.append(raw.take(size, "file headers"))
         if raw.remaining():
             raise ArchiveError("corrupted archive: unexpected bytes in the file headers")
+    if flags & FLAG_PAGES:
+        archive.pages = _read_pages(reader, count)
     archive.meta_raw = bytes(reader.data[:reader.pos])
     chunks = reader.varint("chunk index")
     if chunks > MAX_CHUNKS or 3 * chunks > reader.remaining():
