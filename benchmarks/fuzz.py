@@ -100,6 +100,7 @@ def corpus(codec: Codec) -> dict:
         "lzma-mixed": (mixed, None, None, "lzma"),
         "pages-mixed": (mixed, None, None, "pages"),
         "pages-halftone": ([_halftone(rng)], ["h"], None, "pages"),
+        "pages-multipage": (mixed[1:4], ["fax"] * 3, ["tiff-g4"] * 3, "pages-multipage"),
         "deflate-mixed-names": (mixed, ["x", "y", "z", "w", "v"], ["png", "gif", "bmp", "webp", "pgm"], "deflate"),
     }
     out = {}
@@ -107,6 +108,8 @@ def corpus(codec: Codec) -> dict:
         if method == "bits-back-unordered":
             data = codec.compress(images, method="bits-back", ordered=False)
             images = codec.decompress(data)                   # restored in canonical order
+        elif method == "pages-multipage":                    # the pages of one file (header flag bit 6)
+            data = codec.compress(images, names=names, formats=formats, method="pages", pages=[(0, len(images))])
         elif method == "bits-back-particles":
             data = Codec(codec.model, particles=3).compress(images, method="bits-back")
         else:

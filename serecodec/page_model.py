@@ -23,7 +23,7 @@ from .causal import JBIG2_16, check_causal
 from .errors import ArchiveError, SerecodecError
 from .fileio import atomic_write_bytes
 from .inputs import require_bilevel
-from .page_kernel import PAD, RECIPROCAL, SQUASH, STATE_BITS, STRETCH, code_images
+from .page_tables import PAD, RECIPROCAL, SQUASH, STATE_BITS, STRETCH
 from .paths import MODELS_DIR
 from .registry import search_dirs
 
@@ -151,6 +151,7 @@ def _flat(images):
 
 def run(state: PageState, decoding: bool, pixels, heights, widths, payload, at) -> tuple:
     """One call of the kernel with this model's layout (``state`` updated in place)."""
+    from .page_kernel import code_images        # (numba only where pages are coded: --help, list stay light)
     offsets, lengths = _kernel_templates(at)
     return code_images(decoding, pixels, heights, widths, payload, offsets, lengths, bases()[:-1],
                        np.array(TABLE_BITS, dtype=np.int64), np.array(LIMITS, dtype=np.int64), state.tables,

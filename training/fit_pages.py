@@ -27,7 +27,7 @@ from PIL import Image
 
 from serecodec.data import default_cache_dir
 from serecodec.inputs import background_is_one, with_polarity
-from serecodec.page_kernel import STATE_BITS
+from serecodec.page_tables import STATE_BITS
 from serecodec.page_model import (RUN_MODELS, PageModel, bases, find_period, fresh_state, run, run_bases, save_state,
                                   state_path)
 
