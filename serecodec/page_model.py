@@ -42,7 +42,7 @@ MIXER_RATE, APM_RATE = 6, 6
 # The fitted starting states shipped (training/fit_pages.py), in the order the encoder tries them;
 # a user's refit is NAME.pages.npz in the user model directory.
 SHIPPED_STATES = ("documents", "halftones")
-SAMPLE_PIXELS = 1 << 17        # the encoder picks a state by coding about this many pixels with each
+SAMPLE_PIXELS = 1 << 15        # the encoder picks a state by coding about this many pixels with each
 
 
 class PageModelError(SerecodecError):

@@ -123,8 +123,12 @@ def test_real_pages_code_well_below_the_adaptive_model(name, most):
 
 
 def test_the_encoder_keeps_the_state_that_codes_smaller():
-    from serecodec.page_model import choose
+    from serecodec.page_model import choose, sample
     models = Models().pages
     page = text_page(np.random.default_rng(7), (300, 300), 10)
-    chosen = choose(models, [page], find_period(page))
-    assert len(chosen.encode([page])[0]) == min(len(m.encode([page])[0]) for m in models)
+    at = find_period(page)
+    chosen = choose(models, [page], at)
+    probe = sample([page])                                  # it decides on a band of the page
+    assert sum(im.size for im in probe) < page.size
+    assert len(chosen.encode(probe, at)[0]) == min(len(m.encode(probe, at)[0]) for m in models)
+    assert len(chosen.encode([page], at)[0]) <= 1.05 * min(len(m.encode([page], at)[0]) for m in models)

@@ -42,6 +42,9 @@ def encoder_fields(encoder: BitsBackEncoder, multiset: bool = False) -> dict:
                 divisor=encoder.divisor or 0, max_batch=encoder.max_batch, stretch=VERIFY_STRETCH)
 
 
+SAMPLE_TILES = 96                 # tiles auto's estimate runs the model on (~0.1 s on one core)
+
+
 class BitsBack(PayloadMethod):
     name, code = "bits-back", 3
     unordered_saves = True
@@ -82,13 +85,16 @@ class BitsBack(PayloadMethod):
         initial_bits = 32 * initial_word_count(model, models.particles)     # what a cold start pays; a warm
         if initial_bits / 8 > best_bytes:                                  # start pays about as much in kind
             return False
+        tiles = tile_count(shapes, model.tile_shape)
+        if (tiles * models.blank_tile_nats() / np.log(2) + initial_bits) / 8 > best_bytes:
+            return False                   # even blank tiles would cost more: no network pass needed
         picks = np.unique(np.linspace(0, len(shapes) - 1, num=min(len(shapes), 64)).astype(int))
         sample_tiles, _ = to_tiles([images[i] for i in picks], model.tile_shape)
-        if len(sample_tiles) > 256:
-            sample_tiles = sample_tiles[np.linspace(0, len(sample_tiles) - 1, 256).astype(int)]
+        if len(sample_tiles) > SAMPLE_TILES:
+            sample_tiles = sample_tiles[np.linspace(0, len(sample_tiles) - 1, SAMPLE_TILES).astype(int)]
         with models.limited():
             nats = model.expected_rate(sample_tiles)["neg_elbo_nats"]
-        estimate_bytes = (tile_count(shapes, model.tile_shape) * nats / np.log(2) + initial_bits) / 8
+        estimate_bytes = (tiles * nats / np.log(2) + initial_bits) / 8
         return estimate_bytes < 1.1 * best_bytes
 
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from threadpoolctl import threadpool_limits
 
 from ..adaptive import load_adaptive_model
@@ -90,6 +92,17 @@ class Models:
                 self._pages.setdefault(model.state_id, model)
             self._page_choices = choices
         return self._page_choices
+
+    def blank_tile_nats(self) -> float:
+        """The coding model's -ELBO of an empty tile: a floor under what bits-back pays a tile
+        (used to rule bits-back out of a page without running the networks on it)."""
+        model = self.coding
+        if getattr(self, "_blank", (None,))[0] != model.hash:
+            with self.limited():
+                blank = np.zeros((8,) + tuple(model.tile_shape), np.uint8)
+                nats = model.expected_rate(blank)["neg_elbo_nats"]
+            self._blank = (model.hash, 0.5 * float(nats))      # half: room for images cheaper than blank
+        return self._blank[1]
 
     def pages_for(self, wanted: str):
         """The page model whose fitted state an archive names: the caller's or a shipped one,
