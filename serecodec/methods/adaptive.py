@@ -8,7 +8,6 @@ from .base import Encoded, PayloadMethod, TableParameter, split_flat
 
 class Adaptive(TableParameter, PayloadMethod):
     name, code = "adaptive", 2
-    auto = False                          # the page model (pages) codes what it coded, smaller
     pixels_per_byte = 8 * 45426           # probabilities are at most 1 - 2^-16
 
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
