@@ -147,14 +147,20 @@ def export(checkpoint, output, bucket_bits, force):
 @click.option("--install", "install_name", default=None, metavar="NAME",
               help="Also install the model as NAME in the user model directory (see `serecodec models`).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing model files.")
+@click.option("--page-model", is_flag=True, help="Fit the page model's starting state on DATA (bilevel page images) "
+              "instead: writes NAME.pages.npz into the user model directory, which compress then tries beside the "
+              "shipped states (the VAE options do not apply).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @friendly_errors
 def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, device, seed, learning_rate, batch_size,
-          init_spec, run_dir, install_name, force, quiet):
+          init_spec, run_dir, install_name, force, page_model, quiet):
     """Train a SeRe-VAE on your own bilevel images and export its coding model.
 
     DATA: .npy arrays (N, H, W) of 0/1 or grey levels (read as Bernoulli probabilities and
     binarized afresh each epoch), directories of image files, or IDX files."""
+    if page_model:
+        _fit_page_state(data, output, force, quiet)
+        return
     from .user_training import TrainingRequest, train_user_model
 
     request = TrainingRequest(list(data), Path(output), tile, preset, epochs, max_minutes, valid_spec, learning_rate,
@@ -177,6 +183,23 @@ def train(data, output, tile, preset, epochs, max_minutes, valid_spec, threads, 
         click.echo(f"wrote {summary['weights']} and {summary['coding']}", err=True)
         click.echo("validation bits/dim: " + ", ".join(f"{k} {v:.4f}" for k, v in
                                                        summary["validation_bits_per_dim"].items()), err=True)
+
+
+def _fit_page_state(data, output: str, force: bool, quiet: bool) -> None:
+    """``train --page-model``: the page model's own learning run over the user's pages."""
+    from .images import collect_inputs
+    from .inputs import background_is_one, with_polarity
+    from .page_fit import fit_and_save
+
+    target = Path(output) if output.endswith(".pages.npz") else user_models_dir() / f"{Path(output).name}.pages.npz"
+    refuse_existing(target, force)
+    found = collect_inputs(list(data))
+    images = with_polarity(list(found.images), background_is_one(list(found.images)))
+    with progress_bar(len(images), "fit", quiet) as bar:
+        state = fit_and_save(images, target, progress=lambda n: bar.update(1))
+    if not quiet:
+        click.echo(f"wrote {target} (page-model state {state}, fitted on {len(images)} images); compress now "
+                   f"tries it beside the shipped states", err=True)
 
 
 def _training_bar(epochs: int, max_minutes: float, quiet: bool):

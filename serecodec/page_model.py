@@ -204,6 +204,12 @@ def save_state(state: PageState, path: Path) -> str:
     return state_id(raw)
 
 
+def installed_states() -> list:
+    """The user's fitted states (``NAME.pages.npz`` in the user model directory), sorted."""
+    directory = search_dirs()[-1]
+    return sorted(directory.glob("*.pages.npz")) if directory.is_dir() else []
+
+
 def find_page_state(wanted: str) -> Optional[Path]:
     """The page-model file (shipped or in the user model directory) whose id is ``wanted``."""
     for directory in search_dirs():

@@ -132,3 +132,26 @@ def test_the_encoder_keeps_the_state_that_codes_smaller():
     assert sum(im.size for im in probe) < page.size
     assert len(chosen.encode(probe, at)[0]) == min(len(m.encode(probe, at)[0]) for m in models)
     assert len(chosen.encode([page], at)[0]) <= 1.05 * min(len(m.encode([page], at)[0]) for m in models)
+
+
+def test_train_page_model_fits_a_state_that_compress_then_uses(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from PIL import Image
+    from serecodec.cli import main
+    monkeypatch.setenv("SERECODEC_MODELS", str(tmp_path / "models"))
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    rng = np.random.default_rng(8)
+    for i in range(3):
+        Image.fromarray((1 - text_page(rng, (200, 200), 9)).astype(bool)).save(pages / f"p{i}.png")
+    runner = CliRunner()
+    done = runner.invoke(main, ["train", "--page-model", str(pages), "-o", "mine", "-q"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    fitted = tmp_path / "models" / "mine.pages.npz"
+    mine = load_page_model(fitted)
+    assert mine.state_id in {m.state_id for m in Models().pages}          # compress now tries it
+    page = text_page(rng, (200, 200), 9)
+    data = Codec().compress(page, method="pages")
+    assert np.array_equal(Codec().decompress(data)[0], page)
+    again = runner.invoke(main, ["train", "--page-model", str(pages), "-o", "mine", "-q"])
+    assert again.exit_code != 0                                          # never overwritten unless -f

@@ -27,14 +27,8 @@ from PIL import Image
 
 from serecodec.data import default_cache_dir
 from serecodec.inputs import background_is_one, with_polarity
-from serecodec.page_tables import STATE_BITS
-from serecodec.page_model import (RUN_MODELS, PageModel, bases, find_period, fresh_state, run, run_bases, save_state,
-                                  state_path)
-
-PROFILES = {
-    "documents": {"categories": ("text", "scans"), "models": (0, 1, 2, 3), "apm": True, "cap": 1},
-    "halftones": {"categories": ("halftones",), "models": (0, 1, 2, 3, 4), "apm": False, "cap": 2},
-}
+from serecodec.page_fit import PROFILES, coded_bytes, fitted_state, learn
+from serecodec.page_model import fresh_state, save_state, state_path
 
 
 def load_page(path: Path) -> np.ndarray:
@@ -53,37 +47,6 @@ def interleaved(entries: list) -> list:
             if queue:
                 out.append(queue.pop())
     return out
-
-
-def learn(state, images, progress=None) -> None:
-    """Run the model over ``images`` one at a time, carrying ``state`` (updated in place)."""
-    for n, image in enumerate(images):
-        pixels = np.ascontiguousarray(image, np.uint8).reshape(-1)
-        run(state, False, pixels, np.array([image.shape[0]]), np.array([image.shape[1]]), np.zeros(0, np.uint8),
-            find_period(image))
-        if progress:
-            progress(n)
-
-
-def fitted_state(learned, profile: dict):
-    """The fresh state with the profile's parts taken from ``learned``, counts capped."""
-    state, edges = fresh_state(), bases()
-    for m in profile["models"]:
-        state.tables[edges[m]:edges[m + 1]] = learned.tables[edges[m]:edges[m + 1]]
-    state.tables[edges[-1]:] = learned.tables[edges[-1]:]        # the row-repeat flag, the run maps' tables
-    run_edges = run_bases()
-    for r, m in enumerate(RUN_MODELS):
-        if m in profile["models"]:
-            state.runs[run_edges[r]:run_edges[r + 1]] = learned.runs[run_edges[r]:run_edges[r + 1]]
-    if profile["apm"]:
-        state.apm[:] = learned.apm
-    counts = state.tables & np.uint32((1 << STATE_BITS) - 1)
-    state.tables = state.tables - counts + np.minimum(counts, np.uint32(profile["cap"]))
-    return state
-
-
-def coded_bytes(state, images: list) -> int:
-    return sum(len(PageModel(state, "probe").encode([image])[0]) for image in images)
 
 
 def _progress(total: int):

@@ -13,7 +13,8 @@ from ..adaptive import load_adaptive_model
 from ..bitsback import MAX_PARTICLES
 from ..coding_model import CodingModel, load_coding_model
 from ..context_model import load_context_model
-from ..page_model import SHIPPED_STATES, PageModelError, find_page_state, load_page_model, state_path
+from ..page_model import (SHIPPED_STATES, PageModelError, find_page_state, installed_states, load_page_model,
+                          state_path)
 from ..errors import InputError, ModelUnavailable, SerecodecError
 from ..registry import find_by_hash, resolve_coding_model
 from ..warm_start import WarmStart
@@ -81,9 +82,10 @@ class Models:
 
     @property
     def pages(self) -> list:
-        """The context-mixing page models (one per fitted state) new chunks choose from."""
+        """The context-mixing page models (one per fitted state: shipped, then the user's
+        installed ones) new chunks choose from."""
         if self._page_choices is None:
-            paths = self.pages_paths or [state_path(name) for name in SHIPPED_STATES]
+            paths = self.pages_paths or [state_path(name) for name in SHIPPED_STATES] + installed_states()
             try:
                 choices = [load_page_model(path) for path in paths]
             except PageModelError as exc:
