@@ -55,9 +55,10 @@ def markdown(rows: list, source: str) -> str:
 @click.option("--iw-samples", type=int, default=100, show_default=True)
 @click.option("--iw-limit", type=int, default=1000, show_default=True)
 @click.option("--limit", type=int, default=None, help="Test images (default: all 10,000).")
+@click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "results")
-def main(weights, baseline, iw_samples, iw_limit, limit, out_dir):
-    torch.set_num_threads(1)
+def main(weights, baseline, iw_samples, iw_limit, limit, threads, out_dir):
+    torch.set_num_threads(threads)
     images, source = test_images(False, limit)
     rows = [row("factorized (shipped default)", load_model(baseline), images, iw_samples, iw_limit),
             row("pixel-regressive (warm start)", load_model(weights), images, iw_samples, iw_limit)]

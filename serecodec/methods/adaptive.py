@@ -8,7 +8,7 @@ from .base import Encoded, PayloadMethod, TableParameter, split_flat
 
 class Adaptive(TableParameter, PayloadMethod):
     name, code = "adaptive", 2
-    pixels_per_byte = 8 * 45426           # probabilities are at most 1 - 2^-16
+    rows_per_byte = 8 * 2048              # a repeated row costs one flag, P <= 1 - 1/1026 (counts halve past 512)
 
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
         return Encoded(models.adaptive.encode(images), {"table": models.adaptive.table_id})

@@ -35,6 +35,9 @@ class PayloadMethod:
     name: str = ""
     code: int = -1
     pixels_per_byte: Optional[int] = None
+    # for methods whose rows can repeat the row above for one flag: a payload byte holds at most
+    # so many rows (of any width), the only bound such a coder has
+    rows_per_byte: Optional[int] = None
     unordered_saves: bool = False        # codes a collection as a multiset (saves log2 N!)
     auto: bool = True                    # whether ``auto`` tries it (False: superseded, still decodable)
 
@@ -63,6 +66,10 @@ class PayloadMethod:
     def validate(self, chunk: Chunk, shapes: list, models: Models, unordered: bool) -> None:
         """Check ``chunk.fields`` against the chunk's image shapes and the limits before decoding
         allocates anything; ArchiveError otherwise."""
+        if self.rows_per_byte is not None:
+            rows = sum(h for h, _ in shapes)
+            if rows > self.rows_per_byte * len(chunk.payload) + PAYLOAD_SLACK_PIXELS:
+                raise ArchiveError(f"corrupted archive: {len(chunk.payload)} payload bytes cannot hold {rows:,} rows")
         if self.pixels_per_byte is None:
             return
         pixels = sum(h * w for h, w in shapes)

@@ -12,7 +12,7 @@ ID_BYTES = 8
 
 class Pages(PayloadMethod):
     name, code = "pages", 5
-    pixels_per_byte = 8 * 45426 * 16      # probabilities reach 1 - 2^-16; a repeated row costs one flag
+    rows_per_byte = 8 * 65536             # a repeated row costs one flag, P <= 1 - 2^-16
 
     def params_bytes(self, fields: dict) -> bytes:
         dy, dx = fields["at"]
