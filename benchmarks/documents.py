@@ -256,13 +256,14 @@ def _paq8px(binary: Optional[Path], pbm: Path, image: np.ndarray, tmp: Path) -> 
 CODERS = ("serecodec", "jbig", "cjb2", "paq8px", "xz", "g4", "png")    # (lossless WebP: 3-8 s a page, left out)
 
 
-def measure(cache: Path, out_dir: Path, paq8px: Optional[Path] = None, split: str = "heldout") -> dict:
+def measure(cache: Path, out_dir: Path, paq8px: Optional[Path] = None, split: str = "heldout",
+            only: Optional[str] = None) -> dict:
     manifest = json.loads((cache / "manifest.json").read_text())
     codec = Codec()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for entry in (m for m in manifest if m["split"] == split):
+        for entry in (m for m in manifest if m["split"] == split and only in (None, m["category"])):
             path = cache / entry["path"]
             image = np.asarray(Image.open(path).convert("1")).astype(np.uint8)
             tic = time.perf_counter()
@@ -285,8 +286,9 @@ def measure(cache: Path, out_dir: Path, paq8px: Optional[Path] = None, split: st
             click.echo(json.dumps({"path": entry["path"], **row["bytes"]}), err=True)
     report = {"split": split, "rows": rows, "summary": summarize(rows)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "documents.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / "documents.md").write_text(table(report) + "\n")
+    name = "documents" if only is None else f"documents_{only}"
+    (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / f"{name}.md").write_text(table(report) + "\n")
     click.echo(table(report))
     return report
 
@@ -341,12 +343,14 @@ def table(report: dict) -> str:
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "results")
 @click.option("--paq8px", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="A paq8px binary (built from its public source) to add as a column (slow: seconds a page).")
-def main(step, cache, out_dir, paq8px):
+@click.option("--only", type=click.Choice(["text", "scans", "halftones"]), default=None,
+              help="One category (writes results/documents_CATEGORY.*).")
+def main(step, cache, out_dir, paq8px, only):
     cache = cache or default_cache_dir() / "documents"
     if step == "build":
         click.echo(json.dumps(build(cache)))
     else:
-        measure(cache, out_dir, paq8px)
+        measure(cache, out_dir, paq8px, only=only)
 
 
 if __name__ == "__main__":
