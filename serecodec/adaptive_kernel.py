@@ -131,6 +131,39 @@ def _shift_low(out, n_out, low, cache, cache_size):
     return out, n_out, low, cache, cache_size
 
 
+@njit(cache=True, inline="always")
+def encode_bit(bit, p1, low, rng, out, n_out, cache, cache_size):
+    """Code one binary decision at P(1) = p1 / 2^16 (1..65535) and renormalize (LZMA's coder)."""
+    bound = (rng >> np.uint64(16)) * np.uint64(p1)
+    if bit:
+        rng = bound
+    else:
+        low += bound
+        rng -= bound
+    while rng < np.uint64(TOP):
+        rng = (rng << np.uint64(8)) & np.uint64(0xFFFFFFFF)
+        out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
+    return out, n_out, low, rng, cache, cache_size
+
+
+@njit(cache=True, inline="always")
+def decode_bit(p1, code, rng, payload, pos):
+    """The decoder's twin of ``encode_bit``: (bit, code, rng, pos); bytes past the end read 0."""
+    bound = (rng >> np.uint64(16)) * np.uint64(p1)
+    if code < bound:
+        rng = bound
+        bit = 1
+    else:
+        code -= bound
+        rng -= bound
+        bit = 0
+    while rng < np.uint64(TOP):
+        rng = (rng << np.uint64(8)) & np.uint64(0xFFFFFFFF)
+        code = ((code << np.uint64(8)) | np.uint64(payload[pos] if pos < payload.size else 0)) & np.uint64(0xFFFFFFFF)
+        pos += 1
+    return bit, code, rng, pos
+
+
 @njit(cache=True)
 def encode_pixels(pixels, heights, widths, counts, increment, limit):
     """Range-code the images (flat uint8 0/1 pixels, row-major, one after another): each image's
@@ -141,7 +174,6 @@ def encode_pixels(pixels, heights, widths, counts, increment, limit):
     rng = np.uint64(0xFFFFFFFF)
     cache = np.uint64(0)
     cache_size = 1
-    mask32 = np.uint64(0xFFFFFFFF)
     offset = 0
     for i in range(heights.size):
         size = heights[i] * widths[i]
@@ -149,15 +181,8 @@ def encode_pixels(pixels, heights, widths, counts, increment, limit):
                                      increment, limit)
         offset += size
         for k in range(bits.size):
-            bound = (rng >> np.uint64(PROB_BITS)) * np.uint64(probs[k])
-            if bits[k]:
-                rng = bound
-            else:
-                low += bound
-                rng -= bound
-            while rng < np.uint64(TOP):
-                rng = (rng << np.uint64(8)) & mask32
-                out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
+            out, n_out, low, rng, cache, cache_size = encode_bit(bits[k], probs[k], low, rng, out, n_out, cache,
+                                                                 cache_size)
     for _ in range(5):                       # flush: push the last bytes of low out
         out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
     return out[:n_out]
@@ -206,20 +231,8 @@ def decode_pixels(payload, heights, widths, counts, increment, limit, pixels):
                     if x == 0:
                         r2, r1, r0 = _row_start(pixels, offset, width, height, y)
                     ctx = (r2 << 11) | (r1 << 4) | r0
-                p1 = np.uint64(_probability(counts, ctx))
-                bound = (rng >> np.uint64(PROB_BITS)) * p1
-                if code < bound:
-                    rng = bound
-                    bit = 1
-                else:
-                    code -= bound
-                    rng -= bound
-                    bit = 0
+                bit, code, rng, pos = decode_bit(_probability(counts, ctx), code, rng, payload, pos)
                 _update(counts, ctx, bit, increment, limit)
-                while rng < np.uint64(TOP):
-                    rng = (rng << np.uint64(8)) & mask32
-                    code = ((code << np.uint64(8)) | np.uint64(payload[pos] if pos < n else 0)) & mask32
-                    pos += 1
                 if x < 0:
                     if bit:          # the row repeats the one above (all 0 above the first row)
                         for i in range(width):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .adaptive_kernel import TOP, _shift_low
+from .adaptive_kernel import _shift_low, decode_bit, encode_bit
 
 from .page_tables import APM_STEP, PAD, STATE_BITS, STRETCH_LIMIT
 
@@ -136,19 +136,8 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
                     p_apm = (apm[a_slot] * (APM_STEP - frac) + apm[a_slot + 1] * frac) // APM_STEP
                     p1 = (p_mix + 3 * p_apm) >> 2
                     p1 = min(max(p1, 1), 65535)
-                bound = (rng >> np.uint64(16)) * np.uint64(p1)
                 if decoding:
-                    if code < bound:
-                        rng = bound
-                        bit = 1
-                    else:
-                        code -= bound
-                        rng -= bound
-                        bit = 0
-                    while rng < np.uint64(TOP):
-                        rng = (rng << np.uint64(8)) & mask32
-                        code = ((code << np.uint64(8)) | np.uint64(payload[pos] if pos < n_in else 0)) & mask32
-                        pos += 1
+                    bit, code, rng, pos = decode_bit(p1, code, rng, payload, pos)
                 else:
                     if x < 0:
                         bit = 1
@@ -158,14 +147,8 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
                                 break
                     else:
                         bit = np.int64(pixels[offset + y * width + x])
-                    if bit:
-                        rng = bound
-                    else:
-                        low += bound
-                        rng -= bound
-                    while rng < np.uint64(TOP):
-                        rng = (rng << np.uint64(8)) & mask32
-                        out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
+                    out, n_out, low, rng, cache, cache_size = encode_bit(bit, p1, low, rng, out, n_out, cache,
+                                                                         cache_size)
                 if x < 0:
                     _learn(tables, tp_slot, bit, limits[models], reciprocal)
                     if bit:                               # the row repeats the one above

@@ -152,6 +152,7 @@ def _flat(images):
 def run(state: PageState, decoding: bool, pixels, heights, widths, payload, at) -> tuple:
     """One call of the kernel with this model's layout (``state`` updated in place)."""
     from .page_kernel import code_images        # (numba only where pages are coded: --help, list stay light)
+    require_bilevel(pixels, "page model input")
     offsets, lengths = _kernel_templates(at)
     return code_images(decoding, pixels, heights, widths, payload, offsets, lengths, bases()[:-1],
                        np.array(TABLE_BITS, dtype=np.int64), np.array(LIMITS, dtype=np.int64), state.tables,
@@ -172,7 +173,6 @@ class PageModel:
             largest = max(images, key=lambda im: im.size)
             at = find_period(largest)
         pixels, heights, widths = _flat(images)
-        require_bilevel(pixels, "page model input")
         payload, _ = run(self.state.copy(), False, pixels, heights, widths, np.zeros(0, np.uint8), at)
         return payload.tobytes(), at
 
