@@ -191,13 +191,13 @@ class BitsBackEncoder:
         chains = _pop_posterior(m, coder, evidence, timed)
         if coder.num_valid_bits() < 32:      # cannot happen with affordable_batch; never silently
             raise RuntimeError("bits-back stack ran dry during posterior pops")
+        x_rows = np.repeat(x, k, axis=0) if k > 1 else x
         with timed("networks"):
-            p1 = m.pixel_probabilities(chains.zs)
+            p1 = m.pixel_probabilities(chains.zs, x_rows)
         if k == 1:
-            _push_pixels(coder, x, p1, mask, timed)
+            _push_pixels(m, coder, x, p1, mask, timed)
             _push_prior(m, coder, chains.indices, timed)
             return
-        x_rows = np.repeat(x, k, axis=0)
         with timed("importance"):
             log_w = log_weights(x_rows, p1, chains, None if mask is None else np.repeat(mask, k, axis=0))
             chosen = coder.decode(_CATEGORICAL, index_masses(log_w.reshape(-1, k)).astype(np.float64))
@@ -206,7 +206,7 @@ class BitsBackEncoder:
         with timed("ans"):
             coder.encode_reverse(chosen.astype(np.int32), constriction.stream.model.Uniform(k))
             _push_posterior(coder, chains.take(others))
-        _push_pixels(coder, x, p1[rows], mask, timed)
+        _push_pixels(m, coder, x, p1[rows], mask, timed)
         _push_prior(m, coder, [index[rows] for index in chains.indices], timed)
 
     def compressed(self) -> np.ndarray:
@@ -303,9 +303,7 @@ def _decode_batch(m: CodingModel, coder, batch: int, timed: PhaseTimer, mask: Op
     the posterior bits back (with K particles: pops the other chains and the index first)."""
     k = particles
     chosen_chain = _pop_prior(m, coder, batch, timed)
-    with timed("networks"):
-        p1 = m.pixel_probabilities(chosen_chain.zs)
-    x = _pop_pixels(coder, p1, mask, batch, m.pixels, timed)
+    x = _pop_pixels(m, coder, chosen_chain.zs, mask, batch, timed)
     with timed("networks"):
         evidence = m.evidence(x.astype(np.int64))
     if k == 1:
@@ -318,7 +316,8 @@ def _decode_batch(m: CodingModel, coder, batch: int, timed: PhaseTimer, mask: Op
     others = np.setdiff1d(np.arange(batch * k), rows)
     _posterior_masses(m, evidence, chosen_chain, timed)
     with timed("networks"):
-        p1_others = m.pixel_probabilities(other_chains.zs)
+        p1 = m.pixel_probabilities(chosen_chain.zs, x)
+        p1_others = m.pixel_probabilities(other_chains.zs, np.repeat(x, k - 1, axis=0))
     chains = Chains.interleave(chosen_chain, rows, other_chains, others)
     p1_all = _merge(p1, rows, p1_others, others)
     with timed("importance"):
@@ -421,9 +420,14 @@ def _push_prior(m: CodingModel, coder, indices: list, timed: PhaseTimer) -> None
             coder.encode_reverse(index.reshape(-1).astype(np.int32), uniform)
 
 
-def _push_pixels(coder, x: np.ndarray, p1: np.ndarray, mask: Optional[np.ndarray], timed: PhaseTimer) -> None:
-    """x under p(x | ẑ); padding (``mask`` false) is known to the decoder: no bits spent on it."""
+def _push_pixels(m: CodingModel, coder, x: np.ndarray, p1: np.ndarray, mask: Optional[np.ndarray],
+                 timed: PhaseTimer) -> None:
+    """x under p(x | ẑ); padding (``mask`` false) is known to the decoder: no bits spent on it. A
+    pixel-regressive likelihood pushes position-major (every image's pixel 0 first), the order
+    in which the decoder pops a batch one raster position at a time."""
     with timed("ans"):
+        if m.regressive:
+            x, p1, mask = x.T, p1.T, (None if mask is None else mask.T)
         pixels, probs = x.reshape(-1).astype(np.int32), p1.reshape(-1) / float(1 << PIXEL_BITS)
         if mask is not None:
             keep = mask.reshape(-1)
@@ -431,16 +435,22 @@ def _push_pixels(coder, x: np.ndarray, p1: np.ndarray, mask: Optional[np.ndarray
         coder.encode_reverse(pixels, _BERNOULLI, probs)
 
 
-def _pop_pixels(coder, p1: np.ndarray, mask: Optional[np.ndarray], batch: int, pixels: int,
+def _pop_pixels(m: CodingModel, coder, zs: list, mask: Optional[np.ndarray], batch: int,
                 timed: PhaseTimer) -> np.ndarray:
+    """The mirror of ``_push_pixels``: x given the latents ẑ."""
+    if m.regressive:
+        with timed("pixels"):
+            return m.decode_pixels(zs, lambda probs: coder.decode(_BERNOULLI, probs), mask)
+    with timed("networks"):
+        p1 = m.pixel_probabilities(zs)
     with timed("ans"):
         probs = p1.reshape(-1) / float(1 << PIXEL_BITS)
         if mask is None:
-            return coder.decode(_BERNOULLI, probs).reshape(batch, pixels).astype(np.uint8)
+            return coder.decode(_BERNOULLI, probs).reshape(batch, m.pixels).astype(np.uint8)
         keep = mask.reshape(-1)
-        x = np.zeros(batch * pixels, np.uint8)
+        x = np.zeros(batch * m.pixels, np.uint8)
         x[keep] = coder.decode(_BERNOULLI, probs[keep])
-        return x.reshape(batch, pixels)
+        return x.reshape(batch, m.pixels)
 
 
 def log_weights(x: np.ndarray, p1: np.ndarray, chains: Chains, mask: Optional[np.ndarray]) -> np.ndarray:

@@ -70,3 +70,25 @@ def neighbours_torch(images, template):
     padded = F.pad(images, (left, right, top, 0))
     return torch.stack([padded[:, top + dy:top + dy + height, left + dx:left + dx + width] for dy, dx in template],
                        dim=1)
+
+
+class Raster:
+    """The layout of a batch of images being filled pixel by pixel in raster order, from which a
+    decoder reads each pixel's template neighbours (the decoder's side of ``context_numbers``):
+    flat canvases zero-padded by the template's reach, so outside the image reads 0 and every
+    ``where[pixel] + offsets`` lies inside the canvas, for any pixel of the image."""
+
+    def __init__(self, batch: int, shape: tuple, template) -> None:
+        template = check_causal(template)
+        self.height, self.width = int(shape[0]), int(shape[1])
+        top, left, right = _reach(template)
+        self.row_stride = left + self.width + right
+        self.canvas = np.zeros((batch, (top + self.height) * self.row_stride), np.int64)
+        # flat canvas index of each pixel, and of its template neighbours relative to it
+        rows, cols = np.divmod(np.arange(self.height * self.width), self.width)
+        self.where = (rows + top) * self.row_stride + cols + left
+        self.offsets = np.array([dy * self.row_stride + dx for dy, dx in template], np.int64)
+
+    def images(self) -> np.ndarray:
+        """(B, H·W) uint8: what has been filled."""
+        return self.canvas[:, self.where].astype(np.uint8)

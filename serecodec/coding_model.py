@@ -29,6 +29,7 @@ from .errors import SerecodecError
 from .fileio import atomic_write_bytes
 from .fixedpoint import ACT_BITS, Table, clamp_act, get_engine, round_shift
 from .int_layers import IntLinear, IntMLP
+from .int_pixel import IntPixelContext
 from .int_resnet import IntResidualPosterior, decoder_from_arrays, evidence_from_arrays
 
 CODING_FORMAT = "serecodec-coding-model-1"
@@ -75,6 +76,19 @@ class CodingModel:
         else:
             self.evidence_net, self.decoder_net, self.residual_posteriors = self.nets["evidence"], self.nets["decoder"], {}
         self.constants = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("const/")}
+        self.pixel_net = self._load_pixel_context() if m.get("pixel_context") else None
+
+    @property
+    def regressive(self) -> bool:
+        """True for a pixel-regressive likelihood: pixels are coded in raster order, each given
+        its causal neighbours, so the decoder pops them one raster position at a time."""
+        return self.pixel_net is not None
+
+    def _load_pixel_context(self) -> IntPixelContext:
+        spec = self.meta["pixel_context"]
+        layers = [IntLinear(self.arrays[f"pixel/{part}/w"].astype(np.float64), self.arrays[f"pixel/{part}/b"],
+                            int(self.arrays[f"pixel/{part}/shift"])) for part in ("hidden", "out")]
+        return IntPixelContext(spec["template"], spec["features"], *layers, self.tile_shape)
 
     @property
     def tile_shape(self) -> tuple:
@@ -99,7 +113,7 @@ class CodingModel:
                 raise CodingModelError("bucket masses have the wrong shape")
             z = self.transform(layer, self.bucket_value(p_loc, p_sigma, masses.argmax(-1)), z)
             zs.append(z)
-        if self.pixel_probabilities(zs).shape != (1, self.pixels):
+        if self.pixel_probabilities(zs, x).shape != (1, self.pixels):
             raise CodingModelError("decoder output has the wrong size")
 
     def _load_mlp(self, name: str) -> IntMLP:
@@ -162,10 +176,26 @@ class CodingModel:
         """ε̂ = μ_p + σ_p Φ⁻¹((i + ½)/K) at 2**ACT_BITS."""
         return clamp_act(prior_loc + round_shift(prior_sigma * self.representative[index], SIGMA_BITS))
 
-    def pixel_probabilities(self, zs: list) -> np.ndarray:
-        """P(pixel = 1) as int / 2**PIXEL_BITS, in [1, 2**PIXEL_BITS − 1], shape (B, pixels)."""
-        logits = self.decoder_net(np.concatenate(zs, axis=-1), self.engine)[0]
-        return self.tables["sigmoid"](logits)
+    def decoder_output(self, zs: list) -> np.ndarray:
+        """The decoder network's output (B, pixels) of logits, or (B, pixels·(1+F)) of logits and
+        features for a pixel-regressive likelihood."""
+        return self.decoder_net(np.concatenate(zs, axis=-1), self.engine)[0]
+
+    def pixel_probabilities(self, zs: list, x: Optional[np.ndarray] = None) -> np.ndarray:
+        """P(pixel = 1) as int / 2**PIXEL_BITS, in [1, 2**PIXEL_BITS − 1], shape (B, pixels); a
+        pixel-regressive likelihood needs the images x (B, pixels) for the causal contexts."""
+        decoded = self.decoder_output(zs)
+        if self.pixel_net is None:
+            return self.tables["sigmoid"](decoded)
+        if x is None:
+            raise ValueError("a pixel-regressive likelihood needs the images for their contexts")
+        return self.tables["sigmoid"](self.pixel_net.teacher_logits(decoded, x))
+
+    def decode_pixels(self, zs: list, pop, mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """(B, pixels) uint8 images popped in raster order under the pixel-regressive likelihood:
+        ``pop(p1)`` returns the bits of a set of images at one raster position given their P(1) (floats)."""
+        return self.pixel_net.raster_decode(self.decoder_output(zs), self.tables["sigmoid"], float(1 << PIXEL_BITS),
+                                            pop, mask)
 
     # -- expected code length without running the coder ----------------------------------------
     def expected_rate(self, images: np.ndarray, seed: int = 0, particles: int = 1) -> dict:
@@ -190,7 +220,7 @@ class CodingModel:
             kl += (np.log(chosen) + self.bucket_bits * np.log(2.0)).sum(-1)
             z_prev = self.transform(layer, self.bucket_value(p_loc, p_sigma, index), z_prev)
             zs.append(z_prev)
-        p1 = self.pixel_probabilities(zs) / float(1 << PIXEL_BITS)
+        p1 = self.pixel_probabilities(zs, x) / float(1 << PIXEL_BITS)
         recon = -np.where(x == 1, np.log(p1), np.log1p(-p1)).sum(-1)
         rate = (recon + kl).reshape(-1, particles)
         low = rate.min(-1)

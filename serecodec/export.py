@@ -76,8 +76,6 @@ def _tables(bucket_bits: int) -> dict:
 
 def export_coding_model(model: SeReVAE, bucket_bits: int = 8, source: str = "") -> dict:
     """Freeze a trained float model into the arrays of an integer coding model."""
-    if model.pixel_context is not None:
-        raise ValueError("the integer coding model has no pixel-regressive likelihood yet; export a factorized model")
     model = model.eval()
     cfg = model.config
     arrays = _tables(bucket_bits)
@@ -134,8 +132,23 @@ def export_coding_model(model: SeReVAE, bucket_bits: int = 8, source: str = "") 
     meta = {"format": CODING_FORMAT, "num_layers": cfg.num_layers, "latent_dim": cfg.latent_dim,
             "image_pixels": cfg.image_pixels, "tile_shape": list(cfg.tile_shape), "bucket_bits": bucket_bits, "variant": cfg.variant,
             "nets": nets, "source": source}
+    if model.pixel_context is not None:
+        meta["pixel_context"] = _export_pixel_context(model.pixel_context, arrays)
     arrays["meta_json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     return arrays
+
+
+def _export_pixel_context(pixel, arrays: dict) -> dict:
+    """g of the pixel-regressive likelihood as two integer layers (``int_pixel`` reads them):
+    the hidden layer over [a_i, h_i(z), context bits], the bits entering at activation scale."""
+    weight = torch.cat([pixel.logit_weight[None], pixel.feature_weight, pixel.context_weight]).detach().double().numpy()
+    hidden = _quantize_linear(weight, pixel.hidden_bias.detach().double().numpy(), ACT_BITS, ACT_RANGE)
+    out = _quantize_linear(pixel.out_weight.detach().double().numpy()[:, None],
+                           pixel.out_bias.detach().double().numpy().reshape(1), ACT_BITS, ACT_RANGE)
+    _store_linear(arrays, "pixel/hidden", hidden)
+    _store_linear(arrays, "pixel/out", out)
+    return {"template": [list(offset) for offset in pixel.template], "features": pixel.features,
+            "hidden": int(weight.shape[1])}
 
 
 # -- the ResNet model's convolutional parts (``int_resnet`` reads them back) ----------------------

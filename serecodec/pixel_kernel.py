@@ -1,0 +1,68 @@
+"""The compiled steps of the pixel-regressive likelihood: g's two integer layers per pixel,
+given its [a_i, h_i(z)] inputs and its context number. The encoder runs them over every pixel
+of a batch at once (``teacher_logits``, contexts from the known images); the decoder runs one
+raster position of a batch of images per call (``raster_probabilities``, contexts read from
+what it has decoded so far), so the two compute each logit with the same integer operations
+(``_logit``). A test holds them equal to the ``IntLinear`` layers they were exported as."""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .fixedpoint import ACT_LIMIT
+
+
+@njit(cache=True, inline="always")
+def _round_shift(value, shift):
+    if shift <= 0:
+        return value << (-shift)
+    return (value + (np.int64(1) << (shift - 1))) >> shift
+
+
+@njit(cache=True, inline="always")
+def _clamp(value):
+    return min(max(value, -ACT_LIMIT), ACT_LIMIT)
+
+
+@njit(cache=True, inline="always")
+def _logit(inputs, ctx, dense_w, context_table, bias, shift, out_w, out_bias, out_shift):
+    """a_i + out(relu(hidden)) at 2**ACT_BITS for one pixel's inputs (1+F,) and context number."""
+    total = out_bias
+    for j in range(dense_w.shape[1]):
+        acc = context_table[ctx, j] + bias[j]
+        for i in range(inputs.shape[0]):
+            acc += inputs[i] * dense_w[i, j]
+        h = _clamp(_round_shift(acc, shift))
+        if h > 0:
+            total += h * out_w[j]
+    return _clamp(inputs[0] + _clamp(_round_shift(total, out_shift)))
+
+
+@njit(cache=True)
+def teacher_logits(inputs, contexts, dense_w, context_table, bias, shift, out_w, out_bias, out_shift):
+    """(R,) logits for rows ``inputs`` (R, 1+F) int64 with context numbers (R,) < len(context_table)."""
+    out = np.empty(inputs.shape[0], np.int64)
+    for r in range(inputs.shape[0]):
+        out[r] = _logit(inputs[r], contexts[r], dense_w, context_table, bias, shift, out_w, out_bias, out_shift)
+    return out
+
+
+@njit(cache=True)
+def raster_probabilities(canvas, rows, at, offsets, per_pixel, pixel, sigmoid, sigmoid_lo, scale,
+                         dense_w, context_table, bias, shift, out_w, out_bias, out_shift):
+    """P(1) (float, for the coder) of raster position ``pixel`` in the images ``rows``: each
+    one's context number from ``canvas`` (B, N) 0/1 at ``at + offsets`` (first offset highest),
+    its inputs from ``per_pixel`` (B, P, 1+F), the sigmoid from a direct table starting at
+    logit ``sigmoid_lo``; probabilities are the table's integers / ``scale``."""
+    out = np.empty(rows.shape[0], np.float64)
+    top = sigmoid.shape[0] - 1
+    mask = context_table.shape[0] - 1
+    for r in range(rows.shape[0]):
+        b = rows[r]
+        ctx = 0
+        for k in range(offsets.shape[0]):
+            ctx = (ctx << 1) | canvas[b, at + offsets[k]]
+        logit = _logit(per_pixel[b, pixel], ctx & mask, dense_w, context_table, bias, shift, out_w, out_bias,
+                       out_shift)
+        out[r] = sigmoid[min(max(logit - sigmoid_lo, 0), top)] / scale
+    return out
