@@ -79,7 +79,8 @@ def export_weights(checkpoint_path: Path, out_path: Path, meta: Optional[dict] =
     if log_path.exists():  # record the training budget beside the weights
         records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
         meta = {"train_cpu_minutes": round(sum(r["seconds"] for r in records) / 60.0, 1),
-                "final_valid_neg_elbo": -records[-1]["valid_elbo"], **(meta or {})}
+                "final_valid_neg_elbo": records[-1].get("valid_neg_elbo", -records[-1].get("valid_elbo", float("nan"))),
+                **(meta or {})}
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in blob["model"].items()}
     atomic_torch_save({
         "format": WEIGHTS_FORMAT,
@@ -100,10 +101,15 @@ def resolve_model(spec=None) -> Path:
 
 
 def load_model(spec=None) -> SeReVAE:
-    """A float32 model in eval mode from a shipped name, a weight file or a checkpoint."""
+    """A float32 model in eval mode from a shipped name, a weight file or a checkpoint (a VAE,
+    or a flow model of ``flow_model`` when its config says ``kind: flow``)."""
     path = resolve_model(spec)
     blob = _read(path)
-    model = SeReVAE(ModelConfig.from_dict(blob["model_config"]))
+    if blob["model_config"].get("kind") == "flow":
+        from .flow_model import FlowConfig, build_flow      # (zuko only for flow models)
+        model = build_flow(FlowConfig.from_dict(blob["model_config"]))
+    else:
+        model = SeReVAE(ModelConfig.from_dict(blob["model_config"]))
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["model"].items()}
     try:
         model.load_state_dict(state)

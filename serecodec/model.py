@@ -189,10 +189,14 @@ class SeReVAE(nn.Module):
                               if c.pixel_context else None)
 
     # -- pieces reused by training, evaluation and (later) coding --------------------------
+    @property
+    def evidence_device(self) -> torch.device:
+        return next(self.evidence.parameters()).device
+
     def layer_prior(self, layer: int, z_in: Optional[torch.Tensor], batch: int):
         prior = self.priors[layer]
         if isinstance(prior, nn.Identity):
-            zeros = torch.zeros(batch, self.config.latent_dim, device=self.decoder.first_weight.device)
+            zeros = torch.zeros(batch, self.config.latent_dim, device=self.evidence_device)
             return zeros, torch.ones_like(zeros)
         if isinstance(prior, FreeGaussian):
             return prior(batch)
@@ -233,7 +237,16 @@ class SeReVAE(nn.Module):
         if num_samples > 1:
             evidence = evidence.repeat_interleave(num_samples, dim=1)
             x = x.repeat_interleave(num_samples, dim=0)
-        batch = x.shape[0]
+        zs, kl, log_ratio = self.hierarchy(evidence, generator)
+        logits = self.decode_logits(zs, x)
+        log_px = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        return Trace(log_px=log_px, kl=kl, log_ratio=log_ratio, z=zs)
+
+    def hierarchy(self, evidence: torch.Tensor, generator: Optional[torch.Generator] = None) -> tuple:
+        """The SeRe hierarchy, top-down, one posterior sample per row of ``evidence`` (L, B, F):
+        (latents z_1..z_L, KL per layer (B, L), log p(ε_l | z_{l-1}) − log q(ε_l | z_{l-1}, x) (B, L)).
+        Every model with this hierarchy (the VAEs here, the SeRe-MAF) runs this one loop."""
+        batch = evidence.shape[1]
         zs, kls, ratios = [], [], []
         z_prev = None
         for layer in range(self.config.num_layers):
@@ -244,11 +257,13 @@ class SeReVAE(nn.Module):
             eps = loc_q + var_q.sqrt() * noise
             kls.append(kl_normal(loc_q, var_q, loc_p, var_p))
             ratios.append(log_normal(eps, loc_p, var_p) - log_normal(eps, loc_q, var_q))
-            z_prev = affine_forward(eps, *self.layer_bijector(layer, z_in, batch))
+            z_prev = self.bijector_forward(layer, eps, z_in)
             zs.append(z_prev)
-        logits = self.decode_logits(zs, x)
-        log_px = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
-        return Trace(log_px=log_px, kl=torch.stack(kls, -1), log_ratio=torch.stack(ratios, -1), z=zs)
+        return zs, torch.stack(kls, -1), torch.stack(ratios, -1)
+
+    def bijector_forward(self, layer: int, eps: torch.Tensor, z_in: Optional[torch.Tensor]) -> torch.Tensor:
+        """z_l = f_l(ε_l; z_{l-1}): here the diagonal-plus-unit-rank affine map of the paper's MLP."""
+        return affine_forward(eps, *self.layer_bijector(layer, z_in, eps.shape[0]))
 
     @torch.no_grad()
     def warm_start(self, state: dict) -> list:

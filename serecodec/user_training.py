@@ -31,12 +31,14 @@ def coding_path(weights: Path) -> Path:
     return weights.with_name(weights.name.removesuffix(".pt") + ".coding.npz")
 
 
-def export_model(checkpoint: Path, weights: Path, bucket_bits: int = 8) -> str:
+def export_model(checkpoint: Path, weights: Path, bucket_bits: int = 8) -> Optional[str]:
     """Freeze a training checkpoint into fp16 weights (``weights``) and the integer coding model
-    beside it; returns the coding model's hash."""
+    beside it; returns the coding model's hash (None for a flow model, which codes nothing)."""
     export_weights(checkpoint, weights)
-    return save_coding_model(export_coding_model(load_model(weights), bucket_bits, source=weights.name),
-                             coding_path(weights))
+    model = load_model(weights)
+    if hasattr(model, "flow_config"):
+        return None
+    return save_coding_model(export_coding_model(model, bucket_bits, source=weights.name), coding_path(weights))
 
 
 def initial_weights(spec: str, model_cfg) -> Optional[Path]:
