@@ -78,7 +78,8 @@ def export_weights(checkpoint_path: Path, out_path: Path, meta: Optional[dict] =
     log_path = Path(checkpoint_path).parent / "log.jsonl"
     if log_path.exists():  # record the training budget beside the weights
         records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-        meta = {"train_cpu_minutes": round(sum(r["seconds"] for r in records) / 60.0, 1),
+        cpu = records[-1].get("cpu_minutes", sum(r["seconds"] for r in records) / 60.0)   # (flows log CPU time)
+        meta = {"train_cpu_minutes": round(cpu, 1),
                 "final_valid_neg_elbo": records[-1].get("valid_neg_elbo", -records[-1].get("valid_elbo", float("nan"))),
                 **(meta or {})}
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in blob["model"].items()}

@@ -1,8 +1,9 @@
 """Training and evaluating the flow models (``flow_model``): appendix 9's three phases for the
 SeRe-MAF (reconstruction only, geometric KL warm-up over N = 8 levels, the full ELBO), free bits
 per latent layer, fresh dequantization noise every epoch, resumable checkpoints; the MAF baseline
-trains with the same loop (it has no KL term). Budgets are in epochs or in minutes; phases are
-fractions of whichever runs out first.
+trains with the same loop (it has no KL term). Budgets are in epochs or in CPU minutes of the
+training process (so two runs sharing a machine get the same compute, whatever else runs);
+phases are fractions of whichever runs out first.
 
 Figures are in nats per image in logit space (what the MAF paper reports for MNIST) and in
 bits/dim of the 8-bit pixels: log p(levels) = log p(y) + log|dy/dx| − D log 256.
@@ -28,7 +29,7 @@ from .schedule import beta_at, warmup_epochs
 @dataclass
 class FlowTrainConfig:
     epochs: int = 100
-    max_minutes: float = 0.0          # 0: no time limit
+    max_minutes: float = 0.0          # CPU minutes of this process; 0: no limit
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 1e-6
@@ -129,16 +130,16 @@ def train_flow(model_cfg: FlowConfig, cfg: FlowTrainConfig, train_levels: np.nda
     train = torch.as_tensor(train_levels)
     valid = np.asarray(valid_levels[:cfg.valid_limit])
     steps = max(1, len(train) // cfg.batch_size)
-    started = time.time() - 60.0 * minutes_before
+    started = time.process_time() - 60.0 * minutes_before
     record: dict = {}
-    while progress(epoch, (time.time() - started) / 60.0, cfg) < 1.0:
+    while progress(epoch, (time.process_time() - started) / 60.0, cfg) < 1.0:
         tic = time.time()
         generator = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         order = torch.randperm(len(train), generator=generator)
         model.train()
         totals = np.zeros(2)
         for i in range(steps):
-            done = progress(epoch + i / steps, (time.time() - started) / 60.0, cfg)
+            done = progress(epoch + i / steps, (time.process_time() - started) / 60.0, cfg)
             beta = beta_for(done, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_for(done, cfg)
@@ -155,15 +156,15 @@ def train_flow(model_cfg: FlowConfig, cfg: FlowTrainConfig, train_levels: np.nda
             step += 1
         epoch += 1
         val = evaluate(model, valid)
-        minutes = (time.time() - started) / 60.0
+        minutes = (time.process_time() - started) / 60.0
         record = {"epoch": epoch, "step": step, "beta": beta, "learning_rate": optimizer.param_groups[0]["lr"],
                   "train_loss": totals[0] / steps, "train_neg_elbo": totals[1] / steps,
                   "valid_neg_elbo": val["neg_elbo_nats"], "valid_bits_per_dim": val["bits_per_dim_elbo"],
-                  "valid_kl_per_layer": val["kl_per_layer"], "seconds": time.time() - tic, "minutes": minutes}
+                  "valid_kl_per_layer": val["kl_per_layer"], "seconds": time.time() - tic, "cpu_minutes": minutes}
         with open(log_path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
         save_checkpoint(ckpt_path, model, optimizer, epoch=epoch, step=step, config=full_config,
-                        extra={"elapsed_minutes": minutes})
+                        extra={"elapsed_minutes": minutes})   # (CPU minutes)
         if on_epoch:
             on_epoch(record)
         log(f"epoch {epoch} beta {beta:.3f} train -elbo {record['train_neg_elbo']:.1f} valid -elbo "
