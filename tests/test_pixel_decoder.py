@@ -161,3 +161,16 @@ def test_unordered_collections_round_trip(pixel_coding):
 def test_resnet_and_pixel_context_do_not_combine():
     with pytest.raises(ValueError):
         ModelConfig(variant="resnet", pixel_context="jbig2-16")
+
+
+def test_streams_and_chunks_keep_working(pixel_coding):
+    images = _strokes(24, 11)
+    codec = Codec(pixel_coding, warm_start=False, chunk_pixels=64 * 10)     # three chunks of bits-back
+    stream = codec.stream()
+    for image in images[:12]:
+        stream.append(image)
+    stream.append(images[12:])
+    assert np.array_equal(codec.decompress(stream.to_bytes()), images)
+    data = codec.compress(images, method="bits-back")
+    assert len(codec.read(data).chunks) == 3
+    assert np.array_equal(codec.decompress(data), images)
