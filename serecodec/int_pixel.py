@@ -36,16 +36,17 @@ class IntPixelContext:
         self.hidden_layer, self.out_layer = hidden_layer, out_layer
         bits = (np.arange(1 << k)[:, None] >> np.arange(k - 1, -1, -1)) & 1        # first offset highest
         context_table = (bits.astype(np.float64) @ (hidden_layer.weight[inputs:] * float(1 << ACT_BITS))).astype(np.int64)
-        self._kernel_weights = (hidden_layer.weight[:inputs].astype(np.int64), context_table,
-                                hidden_layer.bias.astype(np.int64).reshape(-1), np.int64(hidden_layer.shift),
-                                out_layer.weight[:, 0].astype(np.int64), np.int64(out_layer.bias.reshape(-1)[0]),
+        # (integer-valued float64 for the kernel: exact, as the engines' products, below 2**53)
+        self._kernel_weights = (hidden_layer.weight[:inputs].astype(np.float64), context_table.astype(np.float64),
+                                hidden_layer.bias.astype(np.float64).reshape(-1), np.int64(hidden_layer.shift),
+                                out_layer.weight[:, 0].astype(np.float64), float(out_layer.bias.reshape(-1)[0]),
                                 np.int64(out_layer.shift))
 
     def split(self, decoded: np.ndarray) -> np.ndarray:
         """The decoder network's output (B, P·(1+F)) as (B, P, 1+F): each pixel's [a, h...]."""
         batch = len(decoded)
         return np.ascontiguousarray(decoded.reshape(batch, 1 + self.features, self.pixels).transpose(0, 2, 1),
-                                    dtype=np.int64)
+                                    dtype=np.float64)
 
     def teacher_logits(self, decoded: np.ndarray, x: np.ndarray) -> np.ndarray:
         """(B, P) logits of every pixel at once, contexts from the known images x (B, P)."""

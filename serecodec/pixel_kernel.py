@@ -11,36 +11,40 @@ from numba import njit
 
 from .fixedpoint import ACT_LIMIT
 
+LIMIT = float(ACT_LIMIT)
+
 
 @njit(cache=True, inline="always")
 def _round_shift(value, shift):
-    if shift <= 0:
-        return value << (-shift)
-    return (value + (np.int64(1) << (shift - 1))) >> shift
+    """round(value / 2**shift), halves up, on an integer-valued float64: exact (the division is by
+    a power of two and floor is exact), the same integer ``fixedpoint.round_shift`` gives."""
+    return np.floor((value + 2.0 ** (shift - 1)) / 2.0 ** shift) if shift > 0 else value * 2.0 ** (-shift)
 
 
 @njit(cache=True, inline="always")
 def _clamp(value):
-    return min(max(value, -ACT_LIMIT), ACT_LIMIT)
+    return min(max(value, -LIMIT), LIMIT)
 
 
 @njit(cache=True, inline="always")
 def _logit(inputs, ctx, dense_w, context_table, bias, shift, out_w, out_bias, out_shift):
-    """a_i + out(relu(hidden)) at 2**ACT_BITS for one pixel's inputs (1+F,) and context number."""
+    """a_i + out(relu(hidden)) at 2**ACT_BITS for one pixel's inputs (1+F,) and context number.
+
+    Integers held in float64, as the matrix engines hold them: every partial sum stays below
+    2**53 (the export's bound for these layers), so each sum is exact in any order, and float
+    arithmetic lets the compiler vectorize the hidden units."""
     total = out_bias
     for j in range(dense_w.shape[1]):
         acc = context_table[ctx, j] + bias[j]
         for i in range(inputs.shape[0]):
             acc += inputs[i] * dense_w[i, j]
-        h = _clamp(_round_shift(acc, shift))
-        if h > 0:
-            total += h * out_w[j]
-    return _clamp(inputs[0] + _clamp(_round_shift(total, out_shift)))
+        total += min(max(_round_shift(acc, shift), 0.0), LIMIT) * out_w[j]
+    return int(_clamp(inputs[0] + _clamp(_round_shift(total, out_shift))))
 
 
 @njit(cache=True)
 def teacher_logits(inputs, contexts, dense_w, context_table, bias, shift, out_w, out_bias, out_shift):
-    """(R,) logits for rows ``inputs`` (R, 1+F) int64 with context numbers (R,) < len(context_table)."""
+    """(R,) int64 logits for rows ``inputs`` (R, 1+F) with context numbers (R,) < len(context_table)."""
     out = np.empty(inputs.shape[0], np.int64)
     for r in range(inputs.shape[0]):
         out[r] = _logit(inputs[r], contexts[r], dense_w, context_table, bias, shift, out_w, out_bias, out_shift)
@@ -52,7 +56,7 @@ def raster_probabilities(canvas, rows, at, offsets, per_pixel, pixel, sigmoid, s
                          dense_w, context_table, bias, shift, out_w, out_bias, out_shift):
     """P(1) (float, for the coder) of raster position ``pixel`` in the images ``rows``: each
     one's context number from ``canvas`` (B, N) 0/1 at ``at + offsets`` (first offset highest),
-    its inputs from ``per_pixel`` (B, P, 1+F), the sigmoid from a direct table starting at
+    its inputs from ``per_pixel`` (B, P, 1+F) float64, the sigmoid from a direct table starting at
     logit ``sigmoid_lo``; probabilities are the table's integers / ``scale``."""
     out = np.empty(rows.shape[0], np.float64)
     top = sigmoid.shape[0] - 1
