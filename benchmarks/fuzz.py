@@ -93,6 +93,8 @@ def corpus(codec: Codec) -> dict:
         "bits-back-many-names": (digits[:6], [f"d/{i}" for i in range(6)], ["png"] * 3 + ["pbm"] * 3, "bits-back"),
         "bits-back-mixed": (mixed[:3], None, None, "bits-back"),
         "bits-back-particles-3": (digits[:16], None, None, "bits-back-particles"),
+        "pixel-bits-back-warm-40": (digits[:40], None, None, "pixel-bits-back"),     # raster-order pops
+        "pixel-bits-back-mixed": (mixed[:3], None, None, "pixel-bits-back"),         # padded tiles
         "adaptive-1": (digits[:1], ["one"], ["tiff-g4"], "adaptive"),
         "adaptive-mixed-names": (mixed, list("abcde"), None, "adaptive"),
         "context-many": (digits[:8], None, None, "context"),
@@ -112,6 +114,8 @@ def corpus(codec: Codec) -> dict:
             data = codec.compress(images, names=names, formats=formats, method="pages", pages=[(0, len(images))])
         elif method == "bits-back-particles":
             data = Codec(codec.model, particles=3).compress(images, method="bits-back")
+        elif method == "pixel-bits-back":                    # the shipped pixel-regressive model
+            data = Codec("pixel").compress(images, method="bits-back")
         else:
             data = codec.compress(images, names=names, formats=formats, method=method)
         out[kind] = (data, images, names, formats)

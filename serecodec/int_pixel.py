@@ -19,6 +19,7 @@ from .fixedpoint import ACT_BITS
 from .int_layers import IntLinear
 
 MAX_CONTEXT_BITS = 20          # the context table has 2**K rows
+MAX_TABLE_ENTRIES = 1 << 24    # 2**K x hidden: a model file cannot make loading take gigabytes
 
 
 class IntPixelContext:
@@ -33,6 +34,8 @@ class IntPixelContext:
         inputs = 1 + self.features
         if hidden_layer.weight.shape[0] != inputs + k or out_layer.weight.shape != (hidden_layer.weight.shape[1], 1):
             raise ValueError("pixel context layers have the wrong shapes")
+        if (1 << k) * hidden_layer.weight.shape[1] > MAX_TABLE_ENTRIES:
+            raise ValueError("pixel context table too large")
         self.hidden_layer, self.out_layer = hidden_layer, out_layer
         bits = (np.arange(1 << k)[:, None] >> np.arange(k - 1, -1, -1)) & 1        # first offset highest
         context_table = (bits.astype(np.float64) @ (hidden_layer.weight[inputs:] * float(1 << ACT_BITS))).astype(np.int64)
