@@ -82,7 +82,8 @@ def export_weights(checkpoint_path: Path, out_path: Path, meta: Optional[dict] =
         meta = {"train_cpu_minutes": round(cpu, 1),
                 "final_valid_neg_elbo": records[-1].get("valid_neg_elbo", -records[-1].get("valid_elbo", float("nan"))),
                 **(meta or {})}
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in blob["model"].items()}
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in blob["model"].items()
+             if not (blob["model_config"].get("kind") == "flow" and k.endswith(".mask"))}   # (rebuilt on load)
     atomic_torch_save({
         "format": WEIGHTS_FORMAT,
         "model_config": blob["model_config"],
@@ -112,6 +113,8 @@ def load_model(spec=None) -> SeReVAE:
     else:
         model = SeReVAE(ModelConfig.from_dict(blob["model_config"]))
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["model"].items()}
+    if hasattr(model, "flow_config"):    # MADE masks follow from the config (its order seed): not stored
+        state = {**{k: v for k, v in model.state_dict().items() if k.endswith(".mask")}, **state}
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
