@@ -303,7 +303,7 @@ def _decode_batch(m: CodingModel, coder, batch: int, timed: PhaseTimer, mask: Op
     the posterior bits back (with K particles: pops the other chains and the index first)."""
     k = particles
     chosen_chain = _pop_prior(m, coder, batch, timed)
-    x = _pop_pixels(m, coder, chosen_chain.zs, mask, batch, timed)
+    x, p1 = _pop_pixels(m, coder, chosen_chain.zs, mask, batch, timed)
     with timed("networks"):
         evidence = m.evidence(x.astype(np.int64))
     if k == 1:
@@ -316,7 +316,8 @@ def _decode_batch(m: CodingModel, coder, batch: int, timed: PhaseTimer, mask: Op
     others = np.setdiff1d(np.arange(batch * k), rows)
     _posterior_masses(m, evidence, chosen_chain, timed)
     with timed("networks"):
-        p1 = m.pixel_probabilities(chosen_chain.zs, x)
+        if p1 is None:                   # (a pixel-regressive likelihood: from the decoded images)
+            p1 = m.pixel_probabilities(chosen_chain.zs, x)
         p1_others = m.pixel_probabilities(other_chains.zs, np.repeat(x, k - 1, axis=0))
     chains = Chains.interleave(chosen_chain, rows, other_chains, others)
     p1_all = _merge(p1, rows, p1_others, others)
@@ -437,20 +438,21 @@ def _push_pixels(m: CodingModel, coder, x: np.ndarray, p1: np.ndarray, mask: Opt
 
 def _pop_pixels(m: CodingModel, coder, zs: list, mask: Optional[np.ndarray], batch: int,
                 timed: PhaseTimer) -> np.ndarray:
-    """The mirror of ``_push_pixels``: x given the latents ẑ."""
+    """The mirror of ``_push_pixels``: (x given the latents ẑ, the factorized P(1) it used, or
+    None for a pixel-regressive likelihood, whose probabilities depend on x)."""
     if m.regressive:
         with timed("pixels"):
-            return m.decode_pixels(zs, lambda probs: coder.decode(_BERNOULLI, probs), mask)
+            return m.decode_pixels(zs, lambda probs: coder.decode(_BERNOULLI, probs), mask), None
     with timed("networks"):
         p1 = m.pixel_probabilities(zs)
     with timed("ans"):
         probs = p1.reshape(-1) / float(1 << PIXEL_BITS)
         if mask is None:
-            return coder.decode(_BERNOULLI, probs).reshape(batch, m.pixels).astype(np.uint8)
+            return coder.decode(_BERNOULLI, probs).reshape(batch, m.pixels).astype(np.uint8), p1
         keep = mask.reshape(-1)
         x = np.zeros(batch * m.pixels, np.uint8)
         x[keep] = coder.decode(_BERNOULLI, probs[keep])
-        return x.reshape(batch, m.pixels)
+        return x.reshape(batch, m.pixels), p1
 
 
 def log_weights(x: np.ndarray, p1: np.ndarray, chains: Chains, mask: Optional[np.ndarray]) -> np.ndarray:
