@@ -14,7 +14,7 @@ from .page_tables import STATE_BITS
 
 # Chosen by ``training/fit_pages.py --validate`` on a fifth of the corpus's training sources.
 PROFILES = {
-    "documents": {"categories": ("text", "scans"), "models": (0, 1, 2, 3), "apm": True, "cap": 1},
+    "documents": {"categories": ("text", "scans"), "models": (0, 1, 2, 3), "apm": True, "apm2": True, "cap": 1},
     "halftones": {"categories": ("halftones",), "models": (0, 1, 2, 3, 4), "apm": False, "cap": 2},
 }
 
@@ -41,6 +41,8 @@ def fitted_state(learned: PageState, profile: dict) -> PageState:
             state.runs[run_edges[r]:run_edges[r + 1]] = learned.runs[run_edges[r]:run_edges[r + 1]]
     if profile["apm"]:
         state.apm[:] = learned.apm
+    if profile.get("apm2") and state.layered:
+        state.apm2[:] = learned.apm2
     counts = state.tables & np.uint32((1 << STATE_BITS) - 1)
     state.tables = state.tables - counts + np.minimum(counts, np.uint32(profile["cap"]))
     return state

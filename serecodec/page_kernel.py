@@ -49,13 +49,46 @@ def _learn(tables, slot, bit, limit, reciprocal):
     tables[slot] = np.uint32((p << STATE_BITS) | n)
 
 
+@njit(cache=True, inline="always")
+def _dot(inputs, weights, row, n, squash):
+    """A mixer's clamped logit for weight set ``row``."""
+    dot = np.int64(0)
+    for m in range(n):
+        dot += inputs[m] * weights[row, m]
+    dot >>= 16
+    if dot > STRETCH_LIMIT:
+        dot = STRETCH_LIMIT
+    elif dot < -STRETCH_LIMIT:
+        dot = -STRETCH_LIMIT
+    return dot
+
+
+@njit(cache=True, inline="always")
+def _train(inputs, weights, row, n, bit, p, rate):
+    err = ((bit << 16) - p) * rate
+    for m in range(n):
+        weights[row, m] += (inputs[m] * err) >> 18
+
+
+@njit(cache=True, inline="always")
+def _apm_update(apm, slot, frac, bit, rate):
+    target = bit << 16
+    apm[slot] += ((target - apm[slot]) * (APM_STEP - frac)) // (APM_STEP << rate)
+    apm[slot + 1] += ((target - apm[slot + 1]) * frac) // (APM_STEP << rate)
+
+
 @njit(cache=True)
 def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, bases, bits, limits,
                 tables, weights, apm, apm_model, mixer_rate, apm_rate, tp_slot, squash, stretch, reciprocal,
-                runs, run_model, run_bases, runmap_slot):
+                runs, run_model, run_bases, runmap_slot, weights2, final, apm2):
     """Encode ``pixels`` (decoding = False; returns the payload) or decode ``payload`` into
     ``pixels`` (decoding = True; returns the bytes read, in a 1-element array) with the state
-    arrays (``tables``, ``weights``, ``apm``: updated in place, carried from image to image)."""
+    arrays (``tables``, ``weights``, ``apm``: updated in place, carried from image to image).
+
+    A layered state (``final`` not empty) adds two mixers over the same inputs (weight sets chosen
+    by the ink count of the 10-pixel context with the large model's confidence, and by the run
+    maps), a final mixer over the three mixers' logits, and a second APM over the 16-pixel
+    template; a state without them codes exactly as the first layout did."""
     models = lengths.size
     out = np.empty(1024 + (0 if decoding else pixels.size // 16), dtype=np.uint8)
     n_out = 0
@@ -78,6 +111,11 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
     run_at = np.zeros(run_models, dtype=np.int64)
     run_slot = np.zeros(run_models, dtype=np.int64)
     deltas = np.zeros(offsets.shape[:2], dtype=np.int64)
+    layered = final.size > 0
+    n_mix = models + run_models + 1
+    dot1 = dot2 = dot3 = np.int64(0)
+    p_1 = p_2 = p_3 = np.int64(0)
+    set2 = set3 = fset = a2 = np.int64(0)
     offset = 0
     for image in range(heights.size):
         height = heights[image]
@@ -121,20 +159,38 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
                     inputs[models + run_models] = 256
                     wset = (np.int64(buffer[at - 1]) << 3) | (np.int64(buffer[at - stride - 1]) << 2) | \
                         (np.int64(buffer[at - stride]) << 1) | np.int64(buffer[at - stride + 1])
-                    dot = np.int64(0)
-                    for m in range(models + run_models + 1):
-                        dot += inputs[m] * weights[wset, m]
-                    dot >>= 16
-                    if dot > STRETCH_LIMIT:
-                        dot = STRETCH_LIMIT
-                    elif dot < -STRETCH_LIMIT:
-                        dot = -STRETCH_LIMIT
+                    dot = _dot(inputs, weights, wset, n_mix, squash)
                     p_mix = squash[dot + STRETCH_LIMIT]
+                    if layered:
+                        near = np.int64(0)
+                        for k in range(lengths[1]):
+                            near += np.int64(buffer[at + deltas[1, k]])
+                        count = np.int64(tables[slots[2]]) & ((1 << STATE_BITS) - 1)
+                        set2 = near * 4 + (0 if count == 0 else (1 if count < 3 else (2 if count < 16 else 3)))
+                        run0 = np.int64(runs[run_at[0]])
+                        run1 = np.int64(runs[run_at[1]])
+                        set3 = 44 + min(run0 >> 1, 7) * 2 + (run0 & 1) + 16 * ((run1 & 1) + (1 if run1 > 0 else 0))
+                        dot1, p_1 = dot, p_mix
+                        dot2 = _dot(inputs, weights2, set2, n_mix, squash)
+                        dot3 = _dot(inputs, weights2, set3, n_mix, squash)
+                        p_2, p_3 = squash[dot2 + STRETCH_LIMIT], squash[dot3 + STRETCH_LIMIT]
+                        fset = wset
+                        dot = (dot1 * final[fset, 0] + dot2 * final[fset, 1] + dot3 * final[fset, 2]) >> 16
+                        dot = min(max(dot, -STRETCH_LIMIT), STRETCH_LIMIT)
+                        p_mix = squash[dot + STRETCH_LIMIT]
                     knot = (dot + 3072) // APM_STEP
                     frac = (dot + 3072) - knot * APM_STEP
                     a_slot = (slots[apm_model] - bases[apm_model]) * 33 + knot
                     p_apm = (apm[a_slot] * (APM_STEP - frac) + apm[a_slot + 1] * frac) // APM_STEP
-                    p1 = (p_mix + 3 * p_apm) >> 2
+                    if layered:
+                        c16 = np.int64(0)
+                        for k in range(16):
+                            c16 = (c16 << 1) | np.int64(buffer[at + deltas[0, k]])
+                        a2 = c16 * 33 + knot
+                        p_apm2 = (apm2[a2] * (APM_STEP - frac) + apm2[a2 + 1] * frac) // APM_STEP
+                        p1 = (2 * p_mix + 3 * p_apm + 3 * p_apm2) >> 3
+                    else:
+                        p1 = (p_mix + 3 * p_apm) >> 2
                     p1 = min(max(p1, 1), 65535)
                 if decoding:
                     bit, code, rng, pos = decode_bit(p1, code, rng, payload, pos)
@@ -168,12 +224,18 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
                     else:
                         length = 1
                     runs[run_at[r]] = np.uint8((length << 1) | bit)
-                err = ((bit << 16) - p_mix) * mixer_rate
-                for m in range(models + run_models + 1):
-                    weights[wset, m] += (inputs[m] * err) >> 18
-                target = bit << 16
-                apm[a_slot] += ((target - apm[a_slot]) * (APM_STEP - frac)) // (APM_STEP << apm_rate)
-                apm[a_slot + 1] += ((target - apm[a_slot + 1]) * frac) // (APM_STEP << apm_rate)
+                if layered:
+                    errf = ((bit << 16) - p_mix) * mixer_rate
+                    final[fset, 0] += (dot1 * errf) >> 18
+                    final[fset, 1] += (dot2 * errf) >> 18
+                    final[fset, 2] += (dot3 * errf) >> 18
+                    _train(inputs, weights, wset, n_mix, bit, p_1, mixer_rate)
+                    _train(inputs, weights2, set2, n_mix, bit, p_2, mixer_rate)
+                    _train(inputs, weights2, set3, n_mix, bit, p_3, mixer_rate)
+                    _apm_update(apm2, a2, frac, bit, apm_rate)
+                else:
+                    _train(inputs, weights, wset, n_mix, bit, p_mix, mixer_rate)
+                _apm_update(apm, a_slot, frac, bit, apm_rate)
         if decoding:
             for y in range(height):
                 for x in range(width):

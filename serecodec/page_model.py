@@ -23,7 +23,7 @@ from .causal import JBIG2_16, check_causal
 from .errors import ArchiveError, SerecodecError
 from .fileio import atomic_write_bytes
 from .inputs import require_bilevel
-from .page_tables import PAD, RECIPROCAL, SQUASH, STATE_BITS, STRETCH
+from .page_tables import APM_STEP, PAD, RECIPROCAL, SQUASH, STATE_BITS, STRETCH
 from .paths import MODELS_DIR
 from .registry import search_dirs
 
@@ -38,6 +38,9 @@ LIMITS = (255, 1023, 255, 255, 255, 255)  # count limits per model, then the row
 APM_MODEL = 1
 RUN_MODELS = (2, 3)                       # the hashed models that keep a run map
 MIXER_SETS = 16
+LAYERED_SETS = 44 + 48                    # the layered state's two extra mixers (page_kernel)
+FINAL_INPUTS = 3                          # the final mixer's inputs: the three mixers' logits
+APM2_CONTEXTS = 1 << 16                   # the second APM's context: the 16-pixel template
 MIXER_RATE, APM_RATE = 6, 6
 # The fitted starting states shipped (training/fit_pages.py), in the order the encoder tries them;
 # a user's refit is NAME.pages.npz in the user model directory.
@@ -97,17 +100,27 @@ def find_period(image: np.ndarray, crop: int = 512) -> tuple:
 
 @dataclass
 class PageState:
-    """Everything the kernel updates while coding: a chunk starts from a copy of the fitted one."""
+    """Everything the kernel updates while coding: a chunk starts from a copy of the fitted one.
+
+    The first layout (one mixer, one APM) has empty ``weights2``, ``final`` and ``apm2``; its
+    files (the archives that name them) decode as they always did."""
 
     tables: np.ndarray       # uint32 slots of every context model, the row-repeat flag, the run maps
     weights: np.ndarray      # int64 (MIXER_SETS, models + run maps + 1)
     apm: np.ndarray          # int64 (contexts of the APM model * 33)
     runs: np.ndarray         # uint8 per context of each run-map model: run length << 1 | last value
+    weights2: np.ndarray     # int64 (LAYERED_SETS, inputs) or (0, inputs)
+    final: np.ndarray        # int64 (MIXER_SETS, FINAL_INPUTS) or (0, FINAL_INPUTS)
+    apm2: np.ndarray         # int64 (APM2_CONTEXTS * 33) or (0,)
+
+    ARRAYS = ("tables", "weights", "apm", "runs", "weights2", "final", "apm2")
 
     def copy(self) -> "PageState":
-        return PageState(self.tables.copy(), self.weights.copy(), self.apm.copy(), self.runs.copy())
+        return PageState(*(getattr(self, name).copy() for name in self.ARRAYS))
 
-    ARRAYS = ("tables", "weights", "apm", "runs")
+    @property
+    def layered(self) -> bool:
+        return self.final.size > 0
 
 
 def bases() -> np.ndarray:
@@ -118,15 +131,23 @@ def run_bases() -> np.ndarray:
     return np.concatenate([[0], np.cumsum([1 << TABLE_BITS[m] for m in RUN_MODELS])]).astype(np.int64)
 
 
-def fresh_state() -> PageState:
-    """The untrained state: every context at P = 1/2, no runs, equal mixer weights, an identity APM."""
+def _identity_apm(contexts: int) -> np.ndarray:
+    knots = np.arange(33, dtype=np.int64) * APM_STEP - 3072
+    return np.tile(SQUASH[np.clip(knots, -3071, 3071) + 3071], contexts).astype(np.int64)
+
+
+def fresh_state(layered: bool = True) -> PageState:
+    """The untrained state: every context at P = 1/2, no runs, equal mixer weights, identity
+    APMs (``layered=False``: the first layout, without the extra mixers and second APM)."""
     tables = np.full(bases()[-1] + 1 + 64 * len(RUN_MODELS), (1 << 21) << STATE_BITS, dtype=np.uint32)
     inputs = len(TABLE_BITS) + len(RUN_MODELS)
     weights = np.full((MIXER_SETS, inputs + 1), (1 << 16) // inputs, dtype=np.int64)
     weights[:, -1] = 0
-    knots = np.arange(33, dtype=np.int64) * 192 - 3072
-    apm = np.tile(SQUASH[np.clip(knots, -3071, 3071) + 3071], 1 << TABLE_BITS[APM_MODEL]).astype(np.int64)
-    return PageState(tables, weights, apm, np.zeros(run_bases()[-1], dtype=np.uint8))
+    weights2 = np.repeat(weights[:1], LAYERED_SETS if layered else 0, axis=0)
+    final = np.full((MIXER_SETS if layered else 0, FINAL_INPUTS), (1 << 16) // FINAL_INPUTS, dtype=np.int64)
+    apm2 = _identity_apm(APM2_CONTEXTS if layered else 0)
+    return PageState(tables, weights, _identity_apm(1 << TABLE_BITS[APM_MODEL]),
+                     np.zeros(run_bases()[-1], dtype=np.uint8), weights2, final, apm2)
 
 
 def _kernel_templates(at: tuple):
@@ -158,7 +179,7 @@ def run(state: PageState, decoding: bool, pixels, heights, widths, payload, at) 
                        np.array(TABLE_BITS, dtype=np.int64), np.array(LIMITS, dtype=np.int64), state.tables,
                        state.weights, state.apm, APM_MODEL, MIXER_RATE, APM_RATE, int(bases()[-1]), SQUASH,
                        STRETCH, RECIPROCAL, state.runs, np.array(RUN_MODELS, dtype=np.int64), run_bases()[:-1],
-                       int(bases()[-1]) + 1)
+                       int(bases()[-1]) + 1, state.weights2, state.final, state.apm2)
 
 
 class PageModel:
@@ -257,11 +278,13 @@ def load_page_model(path: Path) -> PageModel:
     raw = path.read_bytes()
     try:
         with np.load(io.BytesIO(raw)) as blob:
-            state = PageState(blob["tables"].astype(np.uint32), blob["weights"].astype(np.int64),
-                              blob["apm"].astype(np.int64), blob["runs"].astype(np.uint8))
+            layered = "final" in blob.files
+            empty = fresh_state(layered=False)
+            arrays = [blob[name] if name in blob.files else getattr(empty, name) for name in PageState.ARRAYS]
+            state = PageState(*(a.astype(getattr(empty, name).dtype) for a, name in zip(arrays, PageState.ARRAYS)))
     except Exception as exc:                    # noqa: BLE001 (any damage reads as one message)
         raise PageModelError(f"{path}: not a page-model file ({exc})") from None
-    fresh = fresh_state()
+    fresh = fresh_state(layered)
     if any(getattr(state, name).shape != getattr(fresh, name).shape for name in PageState.ARRAYS):
         raise PageModelError(f"{path}: page-model state of the wrong layout")
     return PageModel(state, state_id(raw))

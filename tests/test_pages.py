@@ -168,3 +168,20 @@ def test_blank_pages_of_any_size_round_trip(method):
             data = codec.compress(image, method=method)
             assert len(data) < 200
             assert np.array_equal(codec.decompress(data)[0], image)
+
+
+def test_archives_of_the_first_layout_decode_as_they_did_and_the_layered_state_codes_smaller():
+    """tests/data/legacy/pages-layout-1*.sere: written by the page model's first layout (one
+    mixer, one APM), whose fitted states still ship and are found by their ids."""
+    from PIL import Image
+    codec, legacy = Codec(), DATA / "legacy"
+    expected = np.load(legacy / "pages-layout-1.npz")
+    images = [expected[str(i)] for i in range(len(expected.files))]
+    old = (legacy / "pages-layout-1.sere").read_bytes()
+    assert all(np.array_equal(a, b) for a, b in zip(codec.decompress(old), images, strict=True))
+    models = Models()
+    assert not models.pages_for(codec.read(old).chunks[0].fields["state"]).state.layered
+    assert all(model.state.layered for model in models.pages)
+    assert len(codec.compress(images, method="pages")) < len(old)
+    halftone = (np.asarray(Image.open(DATA / "real-halftone.png").convert("1")) == 0).astype(np.uint8)
+    assert np.array_equal(codec.decompress((legacy / "pages-layout-1-halftone.sere").read_bytes())[0], halftone)
