@@ -50,7 +50,7 @@ def _learn(tables, slot, bit, limit, reciprocal):
 
 
 @njit(cache=True, inline="always")
-def _dot(inputs, weights, row, n, squash):
+def _dot(inputs, weights, row, n):
     """A mixer's clamped logit for weight set ``row``."""
     dot = np.int64(0)
     for m in range(n):
@@ -113,7 +113,7 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
     deltas = np.zeros(offsets.shape[:2], dtype=np.int64)
     layered = final.size > 0
     n_mix = models + run_models + 1
-    dot1 = dot2 = dot3 = np.int64(0)
+    logits = np.zeros(final.shape[1], dtype=np.int64)       # the three mixers' logits, for the final one
     p_1 = p_2 = p_3 = np.int64(0)
     set2 = set3 = fset = a2 = np.int64(0)
     offset = 0
@@ -159,7 +159,7 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
                     inputs[models + run_models] = 256
                     wset = (np.int64(buffer[at - 1]) << 3) | (np.int64(buffer[at - stride - 1]) << 2) | \
                         (np.int64(buffer[at - stride]) << 1) | np.int64(buffer[at - stride + 1])
-                    dot = _dot(inputs, weights, wset, n_mix, squash)
+                    dot = _dot(inputs, weights, wset, n_mix)
                     p_mix = squash[dot + STRETCH_LIMIT]
                     if layered:
                         near = np.int64(0)
@@ -170,13 +170,12 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
                         run0 = np.int64(runs[run_at[0]])
                         run1 = np.int64(runs[run_at[1]])
                         set3 = 44 + min(run0 >> 1, 7) * 2 + (run0 & 1) + 16 * ((run1 & 1) + (1 if run1 > 0 else 0))
-                        dot1, p_1 = dot, p_mix
-                        dot2 = _dot(inputs, weights2, set2, n_mix, squash)
-                        dot3 = _dot(inputs, weights2, set3, n_mix, squash)
-                        p_2, p_3 = squash[dot2 + STRETCH_LIMIT], squash[dot3 + STRETCH_LIMIT]
+                        logits[0], p_1 = dot, p_mix
+                        logits[1] = _dot(inputs, weights2, set2, n_mix)
+                        logits[2] = _dot(inputs, weights2, set3, n_mix)
+                        p_2, p_3 = squash[logits[1] + STRETCH_LIMIT], squash[logits[2] + STRETCH_LIMIT]
                         fset = wset
-                        dot = (dot1 * final[fset, 0] + dot2 * final[fset, 1] + dot3 * final[fset, 2]) >> 16
-                        dot = min(max(dot, -STRETCH_LIMIT), STRETCH_LIMIT)
+                        dot = _dot(logits, final, fset, 3)
                         p_mix = squash[dot + STRETCH_LIMIT]
                     knot = (dot + 3072) // APM_STEP
                     frac = (dot + 3072) - knot * APM_STEP
@@ -225,10 +224,7 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
                         length = 1
                     runs[run_at[r]] = np.uint8((length << 1) | bit)
                 if layered:
-                    errf = ((bit << 16) - p_mix) * mixer_rate
-                    final[fset, 0] += (dot1 * errf) >> 18
-                    final[fset, 1] += (dot2 * errf) >> 18
-                    final[fset, 2] += (dot3 * errf) >> 18
+                    _train(logits, final, fset, 3, bit, p_mix, mixer_rate)
                     _train(inputs, weights, wset, n_mix, bit, p_1, mixer_rate)
                     _train(inputs, weights2, set2, n_mix, bit, p_2, mixer_rate)
                     _train(inputs, weights2, set3, n_mix, bit, p_3, mixer_rate)

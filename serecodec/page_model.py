@@ -113,7 +113,9 @@ class PageState:
     final: np.ndarray        # int64 (MIXER_SETS, FINAL_INPUTS) or (0, FINAL_INPUTS)
     apm2: np.ndarray         # int64 (APM2_CONTEXTS * 33) or (0,)
 
-    ARRAYS = ("tables", "weights", "apm", "runs", "weights2", "final", "apm2")
+    DTYPES = {"tables": np.uint32, "weights": np.int64, "apm": np.int64, "runs": np.uint8,
+              "weights2": np.int64, "final": np.int64, "apm2": np.int64}
+    ARRAYS = tuple(DTYPES)
 
     def copy(self) -> "PageState":
         return PageState(*(getattr(self, name).copy() for name in self.ARRAYS))
@@ -279,9 +281,11 @@ def load_page_model(path: Path) -> PageModel:
     try:
         with np.load(io.BytesIO(raw)) as blob:
             layered = "final" in blob.files
-            empty = fresh_state(layered=False)
-            arrays = [blob[name] if name in blob.files else getattr(empty, name) for name in PageState.ARRAYS]
-            state = PageState(*(a.astype(getattr(empty, name).dtype) for a, name in zip(arrays, PageState.ARRAYS)))
+            arrays = {name: blob[name] for name in blob.files if name in PageState.DTYPES}
+            if not layered:                     # the first layout: no extra mixers, no second APM
+                arrays.update(weights2=np.zeros((0, arrays["weights"].shape[1])),
+                              final=np.zeros((0, FINAL_INPUTS)), apm2=np.zeros(0))
+            state = PageState(*(arrays[name].astype(dtype) for name, dtype in PageState.DTYPES.items()))
     except Exception as exc:                    # noqa: BLE001 (any damage reads as one message)
         raise PageModelError(f"{path}: not a page-model file ({exc})") from None
     fresh = fresh_state(layered)
