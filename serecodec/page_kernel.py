@@ -23,7 +23,7 @@ from numba import njit
 
 from .adaptive_kernel import _shift_low, decode_bit, encode_bit
 
-from .page_tables import APM_STEP, PAD, STATE_BITS, STRETCH_LIMIT
+from .page_tables import APM_STEP, NEAR_SETS, PAD, STATE_BITS, STRETCH_LIMIT
 
 @njit(cache=True, inline="always")
 def _squash(d, squash):
@@ -169,7 +169,7 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
                         set2 = near * 4 + (0 if count == 0 else (1 if count < 3 else (2 if count < 16 else 3)))
                         run0 = np.int64(runs[run_at[0]])
                         run1 = np.int64(runs[run_at[1]])
-                        set3 = 44 + min(run0 >> 1, 7) * 2 + (run0 & 1) + 16 * ((run1 & 1) + (1 if run1 > 0 else 0))
+                        set3 = NEAR_SETS + min(run0 >> 1, 7) * 2 + (run0 & 1) + 16 * ((run1 & 1) + (1 if run1 > 0 else 0))
                         logits[0], p_1 = dot, p_mix
                         logits[1] = _dot(inputs, weights2, set2, n_mix)
                         logits[2] = _dot(inputs, weights2, set3, n_mix)

@@ -23,7 +23,7 @@ from .causal import JBIG2_16, check_causal
 from .errors import ArchiveError, SerecodecError
 from .fileio import atomic_write_bytes
 from .inputs import require_bilevel
-from .page_tables import APM_STEP, PAD, RECIPROCAL, SQUASH, STATE_BITS, STRETCH
+from .page_tables import APM_STEP, LAYERED_SETS, PAD, RECIPROCAL, SQUASH, STATE_BITS, STRETCH
 from .paths import MODELS_DIR
 from .registry import search_dirs
 
@@ -38,7 +38,6 @@ LIMITS = (255, 1023, 255, 255, 255, 255)  # count limits per model, then the row
 APM_MODEL = 1
 RUN_MODELS = (2, 3)                       # the hashed models that keep a run map
 MIXER_SETS = 16
-LAYERED_SETS = 44 + 48                    # the layered state's two extra mixers (page_kernel)
 FINAL_INPUTS = 3                          # the final mixer's inputs: the three mixers' logits
 APM2_CONTEXTS = 1 << 16                   # the second APM's context: the 16-pixel template
 MIXER_RATE, APM_RATE = 6, 6
