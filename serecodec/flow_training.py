@@ -77,6 +77,9 @@ def flow_loss(trace, beta: float, free_bits: float) -> torch.Tensor:
     return -trace.log_px.mean() + beta * torch.clamp(kl, min=free_bits).sum()
 
 
+IW_ROWS = 2_000                       # rows (image x particle) per IW pass: 1.5x faster than 25,000 on one core
+
+
 @torch.no_grad()
 def evaluate(model, levels: np.ndarray, iw_samples: int = 1, seed: int = 0, batch: int = 250) -> dict:
     """Test figures: −ELBO (exact −log p for the MAF) and, with ``iw_samples`` > 1, the IW-k bound,
@@ -92,8 +95,10 @@ def evaluate(model, levels: np.ndarray, iw_samples: int = 1, seed: int = 0, batc
         elbo.append(trace.elbo)
         kl.append(trace.kl)
         if iw_samples > 1 and trace.kl.shape[-1]:
-            weights = model(x, num_samples=iw_samples).log_weight.view(len(x), iw_samples)
-            iw.append(torch.logsumexp(weights, -1) - math.log(iw_samples))
+            step = max(1, IW_ROWS // iw_samples)          # images per pass: k rows each, memory bounded
+            for part in x.split(step):
+                weights = model(part, num_samples=iw_samples).log_weight.view(len(part), iw_samples)
+                iw.append(torch.logsumexp(weights, -1) - math.log(iw_samples))
     elbo, log_det, kl = torch.cat(elbo), torch.cat(log_det), torch.cat(kl)
     dims = levels.shape[1]
     to_bpd = lambda ll: float((-(ll + log_det).mean() / dims + math.log(256)) / math.log(2))   # noqa: E731

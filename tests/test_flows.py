@@ -149,3 +149,9 @@ def test_a_tiny_flow_trains_resumes_exports_and_reports(tmp_path, digits, variat
     report = json.loads(out.output)
     assert report["images"] == 16 and np.isfinite(report["log_likelihood"]) and report["bits_per_dim"] > 0
     assert report["log_likelihood_bound"] == ("IW-4" if variational else "exact")
+    if variational:
+        assert report["iw_images"] == 8
+        out = CliRunner().invoke(main, ["bpd", "--model", str(tmp_path / "f.pt"), "--data-dir", str(idx), "--limit",
+                                        "16", "--iw-samples", "4", "--json"])
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.output)["iw_images"] == 16      # by default the IW bound is over the --limit images
