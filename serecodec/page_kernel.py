@@ -115,7 +115,7 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
     n_mix = models + run_models + 1
     logits = np.zeros(final.shape[1], dtype=np.int64)       # the three mixers' logits, for the final one
     p_1 = p_2 = p_3 = np.int64(0)
-    set2 = set3 = fset = a2 = np.int64(0)
+    set2 = set3 = a2 = np.int64(0)
     offset = 0
     for image in range(heights.size):
         height = heights[image]
@@ -174,8 +174,7 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
                         logits[1] = _dot(inputs, weights2, set2, n_mix)
                         logits[2] = _dot(inputs, weights2, set3, n_mix)
                         p_2, p_3 = squash[logits[1] + STRETCH_LIMIT], squash[logits[2] + STRETCH_LIMIT]
-                        fset = wset
-                        dot = _dot(logits, final, fset, 3)
+                        dot = _dot(logits, final, wset, logits.size)
                         p_mix = squash[dot + STRETCH_LIMIT]
                     knot = (dot + 3072) // APM_STEP
                     frac = (dot + 3072) - knot * APM_STEP
@@ -224,7 +223,7 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
                         length = 1
                     runs[run_at[r]] = np.uint8((length << 1) | bit)
                 if layered:
-                    _train(logits, final, fset, 3, bit, p_mix, mixer_rate)
+                    _train(logits, final, wset, logits.size, bit, p_mix, mixer_rate)
                     _train(inputs, weights, wset, n_mix, bit, p_1, mixer_rate)
                     _train(inputs, weights2, set2, n_mix, bit, p_2, mixer_rate)
                     _train(inputs, weights2, set3, n_mix, bit, p_3, mixer_rate)

@@ -137,6 +137,15 @@ def _identity_apm(contexts: int) -> np.ndarray:
     return np.tile(SQUASH[np.clip(knots, -3071, 3071) + 3071], contexts).astype(np.int64)
 
 
+def state_shapes(layered: bool = True) -> dict:
+    """Each state array's shape in a layout (what a loaded file is checked against)."""
+    inputs = len(TABLE_BITS) + len(RUN_MODELS) + 1
+    return {"tables": (int(bases()[-1]) + 1 + 64 * len(RUN_MODELS),), "weights": (MIXER_SETS, inputs),
+            "apm": (33 << TABLE_BITS[APM_MODEL],), "runs": (int(run_bases()[-1]),),
+            "weights2": (LAYERED_SETS if layered else 0, inputs), "final": (MIXER_SETS if layered else 0, FINAL_INPUTS),
+            "apm2": (33 * APM2_CONTEXTS if layered else 0,)}
+
+
 def fresh_state(layered: bool = True) -> PageState:
     """The untrained state: every context at P = 1/2, no runs, equal mixer weights, identity
     APMs (``layered=False``: the first layout, without the extra mixers and second APM)."""
@@ -279,7 +288,7 @@ def load_page_model(path: Path) -> PageModel:
     raw = path.read_bytes()
     try:
         with np.load(io.BytesIO(raw)) as blob:
-            layered = "final" in blob.files
+            layered = "final" in blob.files and blob["final"].size > 0     # (a first layout saved now: empty)
             arrays = {name: blob[name] for name in blob.files if name in PageState.DTYPES}
             if not layered:                     # the first layout: no extra mixers, no second APM
                 arrays.update(weights2=np.zeros((0, arrays["weights"].shape[1])),
@@ -287,7 +296,6 @@ def load_page_model(path: Path) -> PageModel:
             state = PageState(*(arrays[name].astype(dtype) for name, dtype in PageState.DTYPES.items()))
     except Exception as exc:                    # noqa: BLE001 (any damage reads as one message)
         raise PageModelError(f"{path}: not a page-model file ({exc})") from None
-    fresh = fresh_state(layered)
-    if any(getattr(state, name).shape != getattr(fresh, name).shape for name in PageState.ARRAYS):
+    if any(getattr(state, name).shape != shape for name, shape in state_shapes(layered).items()):
         raise PageModelError(f"{path}: page-model state of the wrong layout")
     return PageModel(state, state_id(raw))

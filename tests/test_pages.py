@@ -185,3 +185,15 @@ def test_archives_of_the_first_layout_decode_as_they_did_and_the_layered_state_c
     assert len(codec.compress(images, method="pages")) < len(old)
     halftone = (np.asarray(Image.open(DATA / "real-halftone.png").convert("1")) == 0).astype(np.uint8)
     assert np.array_equal(codec.decompress((legacy / "pages-layout-1-halftone.sere").read_bytes())[0], halftone)
+
+
+def test_a_state_file_of_the_wrong_layout_is_refused(tmp_path):
+    """A state whose arrays do not have the layout's shapes never reaches the kernel."""
+    from serecodec.page_model import PageModelError, save_state
+    state = fresh_state()
+    state.apm2 = state.apm2[:-33]                       # one APM context short: the kernel would read past it
+    save_state(state, tmp_path / "short.pages.npz")
+    with pytest.raises(PageModelError, match="wrong layout"):
+        load_page_model(tmp_path / "short.pages.npz")
+    save_state(fresh_state(layered=False), tmp_path / "first.pages.npz")
+    assert not load_page_model(tmp_path / "first.pages.npz").state.layered
