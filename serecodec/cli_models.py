@@ -124,9 +124,9 @@ def _flow_bpd(model, model_path, data_dir, limit, iw_samples, iw_limit, full, as
     if iw_samples and variational:
         n_iw = 1000 if full else (iw_limit or 1000)
         k = min(iw_samples, 1000)
-        tic = time.perf_counter()
-        evaluate(model, levels[:1], iw_samples=k)                    # one image: the pace of the rest
         if not (quiet or as_json):
+            tic = time.perf_counter()
+            evaluate(model, levels[:1], iw_samples=k)                # one image: the pace of the rest
             click.echo(f"IW-{k} on {min(n_iw, len(levels))} images: about "
                        f"{(time.perf_counter() - tic) * min(n_iw, len(levels)):.0f} s", err=True)
         iw = evaluate(model, levels[:n_iw], iw_samples=k)
