@@ -164,6 +164,23 @@ def decode_bit(p1, code, rng, payload, pos):
     return bit, code, rng, pos
 
 
+@njit(cache=True, inline="always")
+def start_decoding(payload):
+    """The decoder's first code word (the encoder's 5 flushed-in bytes) and the read position."""
+    code = np.uint64(0)
+    for pos in range(5):
+        code = (code << np.uint64(8)) | np.uint64(payload[pos] if pos < payload.size else 0)
+    return code & np.uint64(0xFFFFFFFF), 5
+
+
+@njit(cache=True, inline="always")
+def finish_encoding(out, n_out, low, cache, cache_size):
+    """The payload: ``out`` with the last bytes of ``low`` pushed out."""
+    for _ in range(5):
+        out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
+    return out[:n_out]
+
+
 @njit(cache=True)
 def encode_pixels(pixels, heights, widths, counts, increment, limit):
     """Range-code the images (flat uint8 0/1 pixels, row-major, one after another): each image's
@@ -183,9 +200,7 @@ def encode_pixels(pixels, heights, widths, counts, increment, limit):
         for k in range(bits.size):
             out, n_out, low, rng, cache, cache_size = encode_bit(bits[k], probs[k], low, rng, out, n_out, cache,
                                                                  cache_size)
-    for _ in range(5):                       # flush: push the last bytes of low out
-        out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
-    return out[:n_out]
+    return finish_encoding(out, n_out, low, cache, cache_size)
 
 
 @njit(cache=True)
@@ -209,14 +224,8 @@ def decode_pixels(payload, heights, widths, counts, increment, limit, pixels):
     more than a few bytes past the end stops it early (the caller then refuses the archive).
     """
     n = payload.size
-    pos = 0
-    code = np.uint64(0)
+    code, pos = start_decoding(payload)
     rng = np.uint64(0xFFFFFFFF)
-    mask32 = np.uint64(0xFFFFFFFF)
-    for _ in range(5):
-        code = (code << np.uint64(8)) | np.uint64(payload[pos] if pos < n else 0)
-        pos += 1
-    code &= mask32
     offset = 0
     for i in range(heights.size):
         height = heights[i]

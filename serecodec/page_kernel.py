@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .adaptive_kernel import _shift_low, decode_bit, encode_bit
+from .adaptive_kernel import decode_bit, encode_bit, finish_encoding, start_decoding
 
 from .page_tables import APM_STEP, NEAR_SETS, PAD, STATE_BITS, STRETCH_LIMIT
 
@@ -96,15 +96,11 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
     rng = np.uint64(0xFFFFFFFF)
     cache = np.uint64(0)
     cache_size = 1
-    mask32 = np.uint64(0xFFFFFFFF)
     n_in = payload.size
     pos = 0
     code = np.uint64(0)
     if decoding:
-        for _ in range(5):
-            code = (code << np.uint64(8)) | np.uint64(payload[pos] if pos < n_in else 0)
-            pos += 1
-        code &= mask32
+        code, pos = start_decoding(payload)
     run_models = run_bases.size
     inputs = np.zeros(models + run_models + 1, dtype=np.int64)
     slots = np.zeros(models, dtype=np.int64)
@@ -237,6 +233,5 @@ def code_images(decoding, pixels, heights, widths, payload, offsets, lengths, ba
                     pixels[offset + y * width + x] = buffer[(y + PAD) * stride + PAD + x]
         offset += height * width
     if not decoding:
-        for _ in range(5):
-            out, n_out, low, cache, cache_size = _shift_low(out, n_out, low, cache, cache_size)
+        return finish_encoding(out, n_out, low, cache, cache_size), pos
     return out[:n_out], pos
