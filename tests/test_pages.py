@@ -122,16 +122,21 @@ def test_real_pages_code_well_below_the_adaptive_model(name, most):
     assert len(data) < most * len(codec.compress(image, method="adaptive"))
 
 
-def test_the_encoder_keeps_the_state_that_codes_smaller():
-    from serecodec.page_model import choose, sample
+def test_the_encoder_keeps_the_state_and_adaptive_pixel_that_code_smaller():
+    from serecodec.page_model import PERIOD_CANDIDATES, choose, period_candidates, sample
     models = Models().pages
-    page = text_page(np.random.default_rng(7), (300, 300), 10)
-    at = find_period(page)
-    chosen = choose(models, [page], at)
+    page = _real("real-halftone.png")
+    candidates = period_candidates(page, PERIOD_CANDIDATES)
+    assert candidates[0] == find_period(page) and len(set(candidates)) == PERIOD_CANDIDATES
+    chosen, at = choose(models, [page], candidates)
     probe = sample([page])                                  # it decides on a band of the page
     assert sum(im.size for im in probe) < page.size
-    assert len(chosen.encode(probe, at)[0]) == min(len(m.encode(probe, at)[0]) for m in models)
-    assert len(chosen.encode([page], at)[0]) <= 1.05 * min(len(m.encode([page], at)[0]) for m in models)
+    first = [len(m.encode(probe, candidates[0])[0]) for m in models]
+    assert chosen is models[int(np.argmin(first))]          # the state, at the first candidate
+    by_at = [len(chosen.encode(probe, a)[0]) for a in candidates]
+    assert at == candidates[int(np.argmin(by_at))]          # then that state's best candidate
+    assert len(chosen.encode([page], at)[0]) <= 1.02 * min(len(m.encode([page], a)[0])
+                                                           for m in models for a in candidates)
 
 
 def test_train_page_model_fits_a_state_that_compress_then_uses(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ mixer and an APM, started from a state fitted on real documents. Its parameters 
 from __future__ import annotations
 
 from ..errors import ArchiveError
-from ..page_model import check_at, choose, find_period
+from ..page_model import PERIOD_CANDIDATES, check_at, choose, period_candidates
 from .base import Encoded, PayloadMethod, split_flat
 
 ID_BYTES = 8
@@ -25,8 +25,8 @@ class Pages(PayloadMethod):
 
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
         images = list(images)
-        at = find_period(max(images, key=lambda im: im.size))
-        model = choose(models.pages, images, at)
+        candidates = period_candidates(max(images, key=lambda im: im.size), PERIOD_CANDIDATES)
+        model, at = choose(models.pages, images, candidates)
         payload, at = model.encode(images, at)
         return Encoded(payload, {"state": model.state_id, "at": at})
 
