@@ -93,8 +93,9 @@ def period_candidates(image: np.ndarray, count: int = 1, crop: int = 512) -> lis
             if not _causal((dy, dx)) or (dy, dx) in taken or -dy >= h or abs(dx) >= w:
                 continue
             overlap = (h + dy) * (w - abs(dx))
-            scored.append((-round(corr[dy % size[0], dx % size[1]] / overlap, 9), len(scored), (dy, dx)))
-    return [at for _, _, at in sorted(scored)[:count]] or [(0, -5)]
+            scored.append((round(corr[dy % size[0], dx % size[1]] / overlap, 9), (dy, dx)))
+    ranked = sorted(scored, key=lambda entry: -entry[0])        # stable: scan order breaks ties
+    return [at for _, at in ranked[:count]] or [(0, -5)]
 
 
 def find_period(image: np.ndarray, crop: int = 512) -> tuple:
