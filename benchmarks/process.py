@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """The whole command-line process against the library, in one run: start-up time, images/s of
 `serecodec compress` / `decompress --npy` vs `Codec().compress` / `decompress` on the same
-images, peak resident memory of each process, and the archive with default flags vs --no-names.
+images, every core (the default: one worker process a core) against `--threads 1`, a
+1728x2376 page against JBIG's whole process, peak resident memory of each process, and the
+archive with default flags vs --no-names. Speeds move with the machine and its load; the
+ratios, measured in one run, move less.
 
     python benchmarks/process.py                 # 10,000 test digits; memory also at 100,000
     python benchmarks/process.py --quick         # the 300 fixture digits (CI)
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,6 +72,14 @@ def main(quick, memory_images, out_dir):
         enc = timed_process(["compress", tmp / "x.npy", "-o", tmp / "x.sere", "-q"])
         dec = timed_process(["decompress", tmp / "x.sere", "--npy", "-o", tmp / "y.npy", "-q"])
         assert np.array_equal(np.load(tmp / "y.npy"), squares)
+        one_enc = timed_process(["compress", tmp / "x.npy", "-o", tmp / "x1.sere", "-q", "--threads", "1"])
+        one_dec = timed_process(["decompress", tmp / "x1.sere", "--npy", "-o", tmp / "y1.npy", "-q", "--threads", "1"])
+        assert np.array_equal(np.load(tmp / "y1.npy"), squares)
+        report["cores"] = os.cpu_count()
+        report["all_cores_over_one"] = {"encode": one_enc["seconds"] / enc["seconds"],
+                                        "decode": one_dec["seconds"] / dec["seconds"],
+                                        "archives_identical": (tmp / "x.sere").read_bytes() == (tmp / "x1.sere").read_bytes()}
+        report["page"] = page_against_jbig(tmp, runs=1 if quick else 3)
         timed_process(["compress", tmp / "x.npy", "-o", tmp / "n.sere", "--no-names", "-q"])
         report.update({
             "library": {"encode_images_per_s": len(squares) / lib_encode, "decode_images_per_s": len(squares) / lib_decode},
@@ -94,8 +106,45 @@ def main(quick, memory_images, out_dir):
     click.echo(render(report))
 
 
+def page_against_jbig(tmp: Path, runs: int = 3) -> dict:
+    """A 1728x2376 page (our scanned-page generator: text, blur, speckle) through the whole
+    ``serecodec`` process and through jbigkit's ``pbmtojbg`` / ``jbgtopbm`` when installed:
+    median seconds of ``runs`` warm runs each way, both outputs decoded and compared."""
+    from PIL import Image
+
+    from serecodec.synthetic import scanned_page
+    page = scanned_page(np.random.default_rng(1), size=(1728, 2376))
+    source = tmp / "page.pbm"
+    Image.fromarray(((1 - page) * 255).astype(np.uint8)).convert("1").save(source)
+    ours = {"encode": [], "decode": []}
+    for _ in range(runs):
+        ours["encode"].append(timed_process(["compress", source, "-o", tmp / "page.sere", "-q", "-f"])["seconds"])
+        ours["decode"].append(timed_process(["decompress", tmp / "page.sere", "-o", tmp / "back.pbm", "-q", "-f"])["seconds"])
+    assert (tmp / "back.pbm").read_bytes() == source.read_bytes()
+    result = {"shape": list(page.shape), "runs": runs, "serecodec_bytes": (tmp / "page.sere").stat().st_size,
+              "serecodec_encode_s": float(np.median(ours["encode"])), "serecodec_decode_s": float(np.median(ours["decode"]))}
+    if shutil.which("pbmtojbg") and shutil.which("jbgtopbm"):
+        theirs = {"encode": [], "decode": []}
+        for _ in range(runs):
+            tic = time.perf_counter()
+            subprocess.run(["pbmtojbg", "-q", source, tmp / "page.jbg"], check=True)
+            theirs["encode"].append(time.perf_counter() - tic)
+            tic = time.perf_counter()
+            subprocess.run(["jbgtopbm", tmp / "page.jbg", tmp / "jback.pbm"], check=True)
+            theirs["decode"].append(time.perf_counter() - tic)
+        assert np.array_equal(np.asarray(Image.open(tmp / "jback.pbm")), np.asarray(Image.open(source)))
+        result.update({"jbig_bytes": (tmp / "page.jbg").stat().st_size, "jbig_encode_s": float(np.median(theirs["encode"])),
+                       "jbig_decode_s": float(np.median(theirs["decode"]))})
+    return result
+
+
 def render(r: dict) -> str:
-    p, lib, m = r["process"], r["library"], r["memory"]
+    p, lib, m, ratio, page = r["process"], r["library"], r["memory"], r["all_cores_over_one"], r["page"]
+    jbig = (f"; JBIG (jbigkit's whole process) {page['jbig_bytes']:,} bytes in {page['jbig_encode_s']:.2f} / "
+            f"{page['jbig_decode_s']:.2f} s: we take {page['serecodec_encode_s'] / page['jbig_encode_s']:.0f}x / "
+            f"{page['serecodec_decode_s'] / page['jbig_decode_s']:.0f}x its time for "
+            f"{page['serecodec_bytes'] / page['jbig_bytes']:.2f}x its bytes") if "jbig_bytes" in page else \
+        " (jbigkit not installed: no JBIG row)"
     return "\n".join([
         f"{r['source']}, {r['images']} images, measured in one run (`python benchmarks/process.py`).", "",
         "| | encode images/s | decode images/s |", "|---|---|---|",
@@ -103,7 +152,13 @@ def render(r: dict) -> str:
         f"| whole process (`serecodec compress x.npy` / `decompress --npy`) | {p['encode_images_per_s']:.0f} | "
         f"{p['decode_images_per_s']:.0f} |",
         f"| process / library | {r['process_over_library']['encode']:.2f} | {r['process_over_library']['decode']:.2f} |",
+        f"| all {r['cores']} cores (default) over `--threads 1`, whole process | {ratio['encode']:.2f}x | "
+        f"{ratio['decode']:.2f}x |",
         "",
+        f"* archives identical for every core and `--threads 1`: {ratio['archives_identical']}.",
+        f"* a {page['shape'][1]}x{page['shape'][0]} page (generated scan), whole process, median of {page['runs']} runs: "
+        f"{page['serecodec_bytes']:,} bytes, compress {page['serecodec_encode_s']:.2f} s, decompress "
+        f"{page['serecodec_decode_s']:.2f} s{jbig}.",
         f"* start-up (`serecodec --help`, median of 5 fresh processes): {r['startup_seconds_median']:.2f} s.",
         f"* default flags (the .npy's name, dtype and shape kept) {r['default_bytes']} bytes vs `--no-names` "
         f"{r['no_names_bytes']} bytes "

@@ -29,6 +29,7 @@ from .methods import METHOD_NAMES, by_code, by_name
 from .methods.bits_back import new_encoder
 from .methods.models import Models
 from .multiset import canonical_order
+from .parallel import fork_available, imap_processes
 from .registry import resolve_coding_model
 from .stream import StreamWriter
 
@@ -181,7 +182,7 @@ class Codec:
             return chunk, chunk_report, check
         pending: list = []                      # checks still running while the next chunks encode
         with self.models.limited():
-            for chunk, chunk_report, check in self._each(encode, spans):
+            for chunk, chunk_report, check in self._each(encode, spans, in_worker=_settled):
                 archive.chunks.append(chunk)
                 if report is not None:
                     report.append(chunk_report)
@@ -195,13 +196,25 @@ class Codec:
                 _settle(name, check)
         return archive.to_bytes()
 
-    def _each(self, work: Callable, items: list) -> Iterator:
-        """``work(item)`` for every item, in order; ``workers`` at a time in threads (the products
-        release the GIL), with at most twice that many results waiting, so memory stays bounded."""
+    def _each(self, work: Callable, items: list, in_worker: Callable = lambda result: result,
+              preload: bool = True) -> Iterator:
+        """``work(item)`` for every item, in order; ``workers`` at a time in forked processes
+        (``parallel``), else in threads, with at most twice that many results waiting. In a
+        process, ``in_worker`` finishes each result there (what cannot travel back, such as a
+        check still running, must be settled before it is sent). ``preload``: load every model
+        first, so workers inherit them; without it (decoding: reading the archive loaded what
+        its chunks need) a process loads what it lacks itself."""
         if self.workers == 1 or len(items) < 2:
             yield from map(work, items)
             return
-        self.models.load_all()                    # no two threads load a model at once
+        processes = fork_available()
+        if preload or not processes:
+            self.models.load_all()                # loaded once, before workers share (or inherit) them
+        if processes:
+            # a worker has the items already (forked after they were made): only their numbers travel
+            yield from imap_processes(lambda i: in_worker(work(items[i])), range(len(items)),
+                                      min(self.workers, len(items)), setup=self.models.checks_inline)
+            return
         with ThreadPoolExecutor(self.workers) as pool:
             pending = []
             for item in items:
@@ -298,7 +311,8 @@ class Codec:
         """Decode a parsed archive (from ``read``), every chunk verified against its checksum."""
         images: list = []
         with self.models.limited():               # one BLAS setting for every worker thread
-            for chunk_images in self._each(lambda chunk: self.decode_chunk(archive, chunk), archive.chunks):
+            for chunk_images in self._each(lambda chunk: self.decode_chunk(archive, chunk), archive.chunks,
+                                           preload=False):
                 images += chunk_images
                 if progress:
                     progress(len(chunk_images))
@@ -331,14 +345,16 @@ class Codec:
         images: list = [None] * archive.count
         lost = []
 
-        def attempt(chunk):
+        def attempt(chunk):          # (images or None, the damage): a worker's chunk is a copy
             try:
-                return self.decode_chunk(archive, chunk)
+                return self.decode_chunk(archive, chunk), None
             except ArchiveError:
-                return None
-        for number, (chunk, decoded) in enumerate(zip(archive.chunks, self._each(attempt, archive.chunks)), 1):
+                return None, chunk.damage
+        results = self._each(attempt, archive.chunks, preload=False)
+        for number, (chunk, (decoded, damage)) in enumerate(zip(archive.chunks, results), 1):
             if decoded is None:
-                lost.append((number, chunk.images, chunk.damage.removeprefix("corrupted archive: ")))
+                chunk.damage = damage
+                lost.append((number, chunk.images, damage.removeprefix("corrupted archive: ")))
             else:
                 images[chunk.first:chunk.first + chunk.count] = decoded
             if progress:
@@ -388,15 +404,24 @@ class _Prefixed:
 
 
 def default_workers(cores: int, verify: bool) -> int:
-    """Chunk workers for ``cores`` cores: all of them to decode or to encode unverified; half to
-    encode verified, since each worker's checks run in a thread of their own (measured on 2 cores,
-    10k digits: one worker and its checker 512 images/s, two workers and two checkers 455)."""
-    return max(1, cores // 2) if verify else max(1, cores)
+    """Chunk workers for ``cores`` cores: one a core where they are processes (each checks its own
+    chunks), else (threads) half of them to encode verified, since each worker's checks then run
+    in a thread of their own (2 cores, 10k digits: one thread and its checker 512 images/s, two
+    and two checkers 455)."""
+    return max(1, cores // 2) if verify and not fork_available() else max(1, cores)
 
 
 def _settle(method: str, check: Callable[[], bool]) -> None:
     if not check():
         raise VerificationError(f"verification failed: {method} did not decode back to its input")
+
+
+def _settled(result: tuple) -> tuple:
+    """An encoded chunk's (chunk, report, check) with its check run to the end (in a worker)."""
+    chunk, chunk_report, check = result
+    if check is not None:
+        _settle(chunk_report.method, check)
+    return chunk, chunk_report, None
 
 
 def plan_chunks(shapes: list, chunk_pixels: int) -> list:

@@ -98,6 +98,8 @@ def test_process_benchmark(new_results):
     # a few dozen bytes whatever the image count
     assert report["default_bytes"] <= report["no_names_bytes"] + 48
     assert report["memory"]["compress_peak_mb"] < 600 and report["memory"]["decompress_peak_mb"] < 600
+    # every core (worker processes) and one give the same archive; the page round trip was compared
+    assert report["all_cores_over_one"]["archives_identical"] and report["page"]["serecodec_bytes"] > 0
 
 
 def test_fuzz_benchmark(new_results):

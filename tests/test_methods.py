@@ -2,6 +2,7 @@
 independence); archives of formats 1-3 written by the release before format 4 decode as they did."""
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from serecodec.codec import Codec, plan_chunks
 from serecodec.errors import ArchiveError, InputError
 from serecodec.methods import METHOD_NAMES, REGISTRY, by_code, by_name
+from serecodec.parallel import fork_available
 from serecodec.synthetic import text_page
 
 LEGACY = Path(__file__).resolve().parent / "data" / "legacy"
@@ -193,3 +195,19 @@ def test_archives_are_the_same_whatever_the_worker_count(squares):
     assert archives[1] == archives[2] == archives[3]
     decoded = Codec(workers=3).decompress(archives[1])
     assert _same(decoded, images) and Codec(workers=2).salvage(archives[1]).restored == len(images)
+
+
+def test_worker_processes_send_back_what_they_find(squares):
+    """A chunk that parses but fails its pixel checksum is found in a worker process; the reason
+    reaches decompress and salvage in the caller, and the other chunks are restored."""
+    assert fork_available() or sys.platform != "linux"          # on Linux this runs the processes
+    codec = Codec(chunk_pixels=25 * 784, workers=2)
+    archive = codec.read(codec.compress(squares[:100], method="bits-back"))
+    archive.chunks[1].content_crc ^= 1                          # re-sealed: only decoding can tell
+    forged = archive.to_bytes()
+    with pytest.raises(ArchiveError, match=r"chunk 2 of 4 \(images 26-50\).*pixel checksum"):
+        codec.decompress(forged)
+    rescued = codec.salvage(forged)
+    assert [(n, span) for n, span, _ in rescued.lost] == [(2, range(25, 50))] and rescued.restored == 75
+    assert "pixel checksum" in rescued.lost[0][2]
+    assert all(np.array_equal(rescued.images[i], squares[i]) for i in range(100) if i not in range(25, 50))

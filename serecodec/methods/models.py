@@ -3,7 +3,8 @@ place: the coding model an archive names by hash is found here (shipped, install
 one the caller gave), never swapped into a codec behind its back."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class Models:
         self._pages: dict = {}           # state id -> PageModel
         self._page_choices = None
         self.pages_paths = None          # the caller's page-model files (None: the shipped ones)
-        self._verifier = None
+        self._verifier, self._verifier_pid = None, None
         self.verify_workers = 1
 
     @property
@@ -138,10 +139,18 @@ class Models:
         except SerecodecError:
             pass                             # no coding model: bits-back is then refused where it is needed
 
+    def checks_inline(self) -> None:
+        """Run checks in the calling thread from now on: in a worker process, whose core is busy
+        with its own chunks, a checking thread only competes with it (2 workers on 2 cores,
+        6,000 digits verified: 23.9 s inline, 26.9 s in threads)."""
+        self._verifier, self._verifier_pid = _Inline(), os.getpid()
+
     def verifier(self):
-        """The threads that check a method's output while the encoder goes on (``verify_workers``)."""
-        if self._verifier is None:
+        """The threads that check a method's output while the encoder goes on (``verify_workers``).
+        A forked worker makes its own: the threads of its parent's pool do not exist in it."""
+        if self._verifier is None or self._verifier_pid != os.getpid():
             self._verifier = ThreadPoolExecutor(self.verify_workers, thread_name_prefix="serecodec-verify")
+            self._verifier_pid = os.getpid()
         return self._verifier
 
     def limited(self):
@@ -153,3 +162,15 @@ class Models:
         """The warm-start models (static digit model for 28x28 images, adaptive for the rest)."""
         return WarmStart(self.adaptive, self.context)
 
+
+class _Inline:
+    """An executor that runs each task at once, in the caller's thread."""
+
+    @staticmethod
+    def submit(task, *args, **kwargs) -> Future:
+        future = Future()
+        try:
+            future.set_result(task(*args, **kwargs))
+        except Exception as exc:          # handed to whoever reads the future, as a pool does
+            future.set_exception(exc)
+        return future
