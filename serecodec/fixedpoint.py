@@ -94,6 +94,8 @@ class Table:
         self.values = np.ascontiguousarray(values, dtype=np.int64)
         self.lo, self.step_bits = int(lo), int(step_bits)
         self.hi = self.lo + ((len(self.values) - 1) << self.step_bits)
+        # the rise to the next sample (0 after the last, where the fraction is always 0)
+        self.slopes = np.append(np.diff(self.values), np.int64(0))
 
     @classmethod
     def build(cls, func, lo: int, hi: int, step_bits: int, in_bits: int, out_bits: int) -> "Table":
@@ -102,14 +104,17 @@ class Table:
         return cls(np.round(func(grid) * float(1 << out_bits)).astype(np.int64), lo, step_bits)
 
     def __call__(self, v: np.ndarray) -> np.ndarray:
-        v = np.minimum(np.maximum(v, self.lo), self.hi) - self.lo
-        index = v >> self.step_bits
+        v = np.subtract(v, self.lo, dtype=np.int64)             # a new array: the steps below work in place
+        np.minimum(np.maximum(v, 0, out=v), self.hi - self.lo, out=v)
         if self.step_bits == 0:
-            return self.values[index]
-        frac = v & ((1 << self.step_bits) - 1)
-        nxt = np.minimum(index + 1, len(self.values) - 1)
-        left = self.values[index]
-        return left + round_shift((self.values[nxt] - left) * frac, self.step_bits)
+            return self.values[v]
+        index = v >> self.step_bits
+        v &= (1 << self.step_bits) - 1                          # the fraction of a step
+        v *= self.slopes[index]
+        v += 1 << (self.step_bits - 1)                          # round half up, as round_shift
+        v >>= self.step_bits
+        v += self.values[index]
+        return v
 
     def state(self) -> dict:
         return {"values": self.values, "lo": np.int64(self.lo), "step_bits": np.int64(self.step_bits)}

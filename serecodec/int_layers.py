@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from .fixedpoint import EXACT_LIMIT_32, Table, clamp_act, round_shift
+from .fixedpoint import ACT_LIMIT, EXACT_LIMIT_32, Table, clamp_act, round_shift
 
 
 @dataclass
@@ -19,10 +19,16 @@ class IntLinear:
     def __post_init__(self) -> None:
         self.column_bound = float(np.abs(self.weight).sum(axis=-2).max())
         self.weight32 = self.weight.astype(np.float32) if self.column_bound < EXACT_LIMIT_32 else None
+        # round_shift's half step folded into the bias, so the product is finished in place
+        self.rounded_bias = self.bias + (1 << (self.shift - 1)) if self.shift > 0 else None
 
     def __call__(self, x: np.ndarray, engine) -> np.ndarray:
-        product = engine.matmul(x, self.weight, self.weight32, self.column_bound)
-        return clamp_act(round_shift(product + self.bias, self.shift))
+        product = engine.matmul(x, self.weight, self.weight32, self.column_bound)   # a fresh int64 array
+        if self.rounded_bias is None:
+            return clamp_act(round_shift(product + self.bias, self.shift))
+        product += self.rounded_bias
+        product >>= self.shift                  # = round_shift(product + bias, shift)
+        return np.minimum(np.maximum(product, -ACT_LIMIT, out=product), ACT_LIMIT, out=product)
 
 
 class IntMLP:
@@ -32,7 +38,7 @@ class IntMLP:
         self.layers, self.groups, self.hidden, self.tanh = layers, groups, hidden, tanh
 
     def _act(self, h: np.ndarray) -> np.ndarray:
-        return self.tanh(h) if self.tanh is not None else np.maximum(h, 0)
+        return self.tanh(h) if self.tanh is not None else np.maximum(h, 0, out=h)   # h: a layer's fresh output
 
     def __call__(self, x: np.ndarray, engine) -> np.ndarray:
         h = self._act(self.layers[0](x, engine))

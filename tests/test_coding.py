@@ -300,3 +300,44 @@ def test_small_archives_choose_a_smaller_method_and_say_so(codec, squares, other
     many = codec.compress(squares)
     assert codec.read(many).method == "bits-back"
     assert len(many) <= len(codec.compress(squares, method="deflate"))
+
+
+def test_bucket_masses_equal_the_edge_by_edge_formula(codec):
+    """The distributed product in ``bucket_masses`` gives exactly the integers of the plain
+    formula (edges, then their distance to the posterior mean, then the scaled CDF), over the
+    whole range the networks and tables can produce."""
+    from serecodec.coding_model import CDF_BITS, SIGMA_BITS
+    from serecodec.fixedpoint import ACT_LIMIT, round_shift
+    model = codec.model
+    rng = np.random.default_rng(5)
+    shape = (64, model.latent_dim)
+    sigma_values, inv_values = model.tables["sigma"].values, model.tables["inv_sigma"].values
+    for _ in range(20):
+        prior_loc, post_loc = rng.integers(-ACT_LIMIT, ACT_LIMIT + 1, (2,) + shape)
+        prior_sigma = rng.integers(sigma_values.min(), sigma_values.max() + 1, shape)
+        post_inv = rng.integers(inv_values.min(), inv_values.max() + 1, shape)
+        near = rng.random(shape) < 0.5                       # many posteriors near the prior, as in coding
+        post_loc = np.where(near, prior_loc + rng.integers(-4096, 4097, shape), post_loc)
+        edges = (prior_loc[..., None] << SIGMA_BITS) + prior_sigma[..., None] * model.quantile
+        t = round_shift((edges - (post_loc[..., None] << SIGMA_BITS)) * post_inv[..., None], 2 * SIGMA_BITS)
+        cdf = model.tables["phi"](t)
+        ends = cdf.shape[:-1] + (1,)
+        expected = np.diff(np.concatenate([np.zeros(ends, np.int64), cdf, np.full(ends, 1 << CDF_BITS)], -1), axis=-1)
+        masses = model.bucket_masses(prior_loc, prior_sigma, post_loc, post_inv)
+        assert masses.dtype == np.int64 and np.array_equal(masses, expected)
+        assert (masses.sum(-1) == 1 << CDF_BITS).all()
+
+
+def test_table_lookups_equal_clamped_linear_interpolation(codec):
+    """Every table of the coding model, at every input near its range and at random far outside
+    it: f(lo + k 2**s + r) = v_k + round(r (v_{k+1} − v_k) / 2**s), clamped at both ends."""
+    from serecodec.fixedpoint import round_shift
+    rng = np.random.default_rng(2)
+    for name, table in codec.model.tables.items():
+        v = np.concatenate([np.arange(table.lo - 3, table.hi + 4), rng.integers(-2**40, 2**40, 1000)])
+        w = np.minimum(np.maximum(v, table.lo), table.hi) - table.lo
+        k, r = w >> table.step_bits, w & ((1 << table.step_bits) - 1)
+        nxt = table.values[np.minimum(k + 1, len(table.values) - 1)]
+        expected = table.values[k] + round_shift((nxt - table.values[k]) * r, table.step_bits)
+        assert np.array_equal(table(v), expected), name
+        assert np.array_equal(table(v[:1000].reshape(10, 100)), expected[:1000].reshape(10, 100)), name
