@@ -75,7 +75,7 @@ def main(quick, memory_images, out_dir):
         one_enc = timed_process(["compress", tmp / "x.npy", "-o", tmp / "x1.sere", "-q", "--threads", "1"])
         one_dec = timed_process(["decompress", tmp / "x1.sere", "--npy", "-o", tmp / "y1.npy", "-q", "--threads", "1"])
         assert np.array_equal(np.load(tmp / "y1.npy"), squares)
-        report["cores"] = os.cpu_count()
+        report["cores"], report["cpu"] = os.cpu_count(), cpu_name()
         report["all_cores_over_one"] = {"encode": one_enc["seconds"] / enc["seconds"],
                                         "decode": one_dec["seconds"] / dec["seconds"],
                                         "archives_identical": (tmp / "x.sere").read_bytes() == (tmp / "x1.sere").read_bytes()}
@@ -88,6 +88,8 @@ def main(quick, memory_images, out_dir):
                         "encode_peak_mb": enc["peak_mb"], "decode_peak_mb": dec["peak_mb"]},
             "default_bytes": (tmp / "x.sere").stat().st_size, "no_names_bytes": (tmp / "n.sere").stat().st_size,
         })
+        report["gemm_limit"] = gemm_limit(codec.model)
+        report["decode_over_gemm_limit"] = report["library"]["decode_images_per_s"] / report["gemm_limit"]["images_per_s"]
         report["process_over_library"] = {
             "encode": report["process"]["encode_images_per_s"] / report["library"]["encode_images_per_s"],
             "decode": report["process"]["decode_images_per_s"] / report["library"]["decode_images_per_s"]}
@@ -104,6 +106,34 @@ def main(quick, memory_images, out_dir):
     (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / f"{name}.md").write_text(render(report))
     click.echo(render(report))
+
+
+def gemm_limit(model) -> dict:
+    """What the networks' float64 products alone allow on one core: the multiply-adds of one pass
+    through every network (a decode runs each once per image; a verified encode twice) against
+    this machine's float64 GEMM rate on one thread (a 128x512 by 512x512 product, best of 20)."""
+    from threadpoolctl import threadpool_limits
+    macs = sum(layer.weight.size for net in model.nets.values() for layer in net.layers)
+    a, b = np.random.default_rng(0).random((128, 512)), np.random.default_rng(1).random((512, 512))
+    with threadpool_limits(limits=1, user_api="blas"):
+        best = np.inf
+        for _ in range(20):
+            tic = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - tic)
+    gflops = 2 * 128 * 512 * 512 / best / 1e9
+    return {"macs_per_image": int(macs), "gflops_one_core": gflops, "images_per_s": gflops * 1e9 / (2 * macs)}
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), so a table says which machine its speeds are from."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown processor"
 
 
 def page_against_jbig(tmp: Path, runs: int = 3) -> dict:
@@ -146,7 +176,8 @@ def render(r: dict) -> str:
             f"{page['serecodec_bytes'] / page['jbig_bytes']:.2f}x its bytes") if "jbig_bytes" in page else \
         " (jbigkit not installed: no JBIG row)"
     return "\n".join([
-        f"{r['source']}, {r['images']} images, measured in one run (`python benchmarks/process.py`).", "",
+        f"{r['source']}, {r['images']} images, measured in one run (`python benchmarks/process.py`) on "
+        f"{r['cores']} cores ({r['cpu']}; speeds move with the machine, ratios less).", "",
         "| | encode images/s | decode images/s |", "|---|---|---|",
         f"| library (`Codec().compress` / `decompress`) | {lib['encode_images_per_s']:.0f} | {lib['decode_images_per_s']:.0f} |",
         f"| whole process (`serecodec compress x.npy` / `decompress --npy`) | {p['encode_images_per_s']:.0f} | "
@@ -156,6 +187,10 @@ def render(r: dict) -> str:
         f"{ratio['decode']:.2f}x |",
         "",
         f"* archives identical for every core and `--threads 1`: {ratio['archives_identical']}.",
+        f"* the float64 limit: one pass through every network is {r['gemm_limit']['macs_per_image'] / 1e6:.1f} M "
+        f"multiply-adds an image; at this machine's {r['gemm_limit']['gflops_one_core']:.1f} GFLOP/s on one core "
+        f"(float64 GEMM) the products alone allow {r['gemm_limit']['images_per_s']:.0f} images/s a core each way; the "
+        f"library's one-worker decode runs at {100 * r['decode_over_gemm_limit']:.0f}% of that.",
         f"* a {page['shape'][1]}x{page['shape'][0]} page (generated scan), whole process, median of {page['runs']} runs: "
         f"{page['serecodec_bytes']:,} bytes, compress {page['serecodec_encode_s']:.2f} s, decompress "
         f"{page['serecodec_decode_s']:.2f} s{jbig}.",
