@@ -199,7 +199,7 @@ class Codec:
     def _each(self, work: Callable, items: list, in_worker: Callable = lambda result: result,
               preload: bool = True) -> Iterator:
         """``work(item)`` for every item, in order; ``workers`` at a time in forked processes
-        (``parallel``), else in threads, with at most twice that many results waiting. In a
+        (``parallel``), else in threads (with at most twice that many results waiting). In a
         process, ``in_worker`` finishes each result there (what cannot travel back, such as a
         check still running, must be settled before it is sent). ``preload``: load every model
         first, so workers inherit them; without it (decoding: reading the archive loaded what

@@ -1,8 +1,9 @@
 """Chunks on every core: independent pieces of work fanned out to worker processes.
 
 Threads were the first way (the products release the GIL), but a chunk's coding is mostly small
-numpy steps and Python between the products, which hold the GIL: on 2 cores two decoding threads
-gave 1.29x one, two processes 2.0x (benchmarks/workers.py). Workers are *forked* from the caller,
+numpy steps and Python between the products, which hold the GIL: on 2 cores, decoding the 10k
+test set with two threads took 20.6 s, with two processes 16.1 s, with one worker 33.3 s (whole
+process; benchmarks/process.py and workers.py measure it). Workers are *forked* from the caller,
 so they start in milliseconds with every model already loaded and the work's inputs (the images,
 the archive) already in memory; only the items (spans, chunks) go to them and the results
 (chunks, images) come back through pipes. Where fork is unsafe or missing (macOS, Windows) the
