@@ -54,8 +54,8 @@ def main():
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing archive.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the inputs (always the case; accepted for gzip habits).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Chunks coded at once (default: every core, half of them when verifying, since each "
-                   "chunk's check runs beside it); the archive is the same for any count.")
+              help="Chunks coded at once, each in a worker process that checks its own chunks (default: "
+                   "every core); the archive is the same for any count.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--skip-other", is_flag=True, help="Leave out files of input directories that are not images "
                                                  "(each named in a warning); without it they stop the run.")
