@@ -10,12 +10,20 @@ per-layer KL, and the training curves (valid −ELBO against CPU minutes) from t
     serecodec export RUNS/sere_maf/checkpoint.pt -o serecodec/models/sere-maf.pt     (and maf; the
     Fashion-MNIST models are measured from their runs' checkpoints, not shipped)
     python benchmarks/flows.py --runs RUNS
+
+The shipped MNIST pair was then continued side by side with the same schedule and budget:
+
+    python training/train_flows.py --config training/configs/sere_maf_cpu_continue.json --init sere-maf --run-dir RUNS/sere_maf
+    python training/train_flows.py --config training/configs/maf_cpu_continue.json --init maf --run-dir RUNS/maf
+    (exported over the shipped weights as above)
+    python benchmarks/flows.py --runs RUNS --only MNIST --iw-samples 1000
 """
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import click
 import torch
@@ -43,7 +51,17 @@ def curve(log_path: Path) -> list:
             for r in records]
 
 
-def row(name: str, data: str, weights: Path, levels, iw_samples: int, iw_limit: int, log_path: Path) -> dict:
+def continued_curve(earlier: list, init: dict, log_path: Path) -> list:
+    """A continuation's curve after the curve of the run it started from (CPU minutes and epochs
+    counted on from that run's; the two runs may have had different machines)."""
+    start_minutes, start_epoch = init.get("train_cpu_minutes") or 0.0, init.get("epoch") or 0
+    later = [{**p, "epoch": p["epoch"] + start_epoch, "cpu_minutes": p["cpu_minutes"] + start_minutes,
+              "continued": True} for p in curve(log_path)]
+    return [p for p in earlier if not p.get("continued")] + later
+
+
+def row(name: str, data: str, weights: Path, levels, iw_samples: int, iw_limit: int, log_path: Path,
+        earlier: Optional[dict] = None) -> dict:
     model = load_model(weights)
     torch.manual_seed(0)
     figures = evaluate(model, levels)
@@ -60,10 +78,23 @@ def row(name: str, data: str, weights: Path, levels, iw_samples: int, iw_limit: 
     if meta.get("train_cpu_minutes") is None and log_path.is_file():     # a checkpoint: the log has the budget
         last = json.loads(log_path.read_text().splitlines()[-1])
         meta = {**meta, "train_cpu_minutes": round(last["cpu_minutes"], 1)}
+    init = (meta.get("train_config") or {}).get("init")
+    extra = {"curve": curve(log_path)}
+    if init:                             # a continuation (train_flows.py --init): both runs' budgets
+        extra = {"init_cpu_minutes": init.get("train_cpu_minutes"), "init_epochs": init.get("epoch"),
+                 "curve": continued_curve((earlier or {}).get("curve", []), init, log_path)}
     return {"name": name, "data": data, "weights": str(weights), "variational": variational,
             "parameters": sum(p.numel() for p in model.parameters()), "mades": c.made_count,
             "made_hidden": c.made_hidden, "epochs": meta.get("epoch"), "cpu_minutes": meta.get("train_cpu_minutes"),
-            "weight_file_mb": Path(weights).stat().st_size / 1e6, **figures, "curve": curve(log_path)}
+            "weight_file_mb": Path(weights).stat().st_size / 1e6, **figures, **extra}
+
+
+def budget(r: dict) -> str:
+    """CPU minutes (epochs), a continuation's as first run + continuation."""
+    if r.get("init_cpu_minutes") is None:
+        return f"{r['cpu_minutes']} ({r['epochs']})"
+    own, own_epochs = round(r["cpu_minutes"] - r["init_cpu_minutes"], 1), r["epochs"] - r["init_epochs"]
+    return f"{r['init_cpu_minutes']} + {own} ({r['init_epochs']} + {own_epochs})"
 
 
 def markdown(rows: list) -> str:
@@ -78,7 +109,7 @@ def markdown(rows: list) -> str:
         if "log_likelihood_same_images" in r:
             bound += f"; {r['log_likelihood_same_images']:.1f} on the first {r['same_images']}"
         lines.append(f"| {r['name']} | {r['data']} | {r['mades']} × {r['made_hidden']} | {r['parameters'] / 1e6:.1f} M | "
-                     f"{r['cpu_minutes']} ({r['epochs']}) | {r['neg_elbo_nats']:.1f} | {r['log_likelihood']:.1f} "
+                     f"{budget(r)} | {r['neg_elbo_nats']:.1f} | {r['log_likelihood']:.1f} "
                      f"({bound}) | {r['bits_per_dim_elbo']:.3f} | {kl} |")
     lines += ["", "Gap, SeRe-MAF minus MAF, in test log-likelihood (nats per image; positive: the SeRe-MAF is better):", ""]
     for data in sorted({r["data"] for r in rows}):
@@ -92,7 +123,16 @@ def markdown(rows: list) -> str:
                          f"SeRe-MAF's plain ELBO on all images: {-sere['neg_elbo_nats'] + maf['neg_elbo_nats']:+.2f}).")
     lines.append(f"* The paper, CIFAR-10 (Table 3, same MADEs and width 1024): SeRe-MAF ≥ {PAPER_CIFAR['sere_maf']} "
                  f"(ELBO) against MAF {PAPER_CIFAR['maf']}: {PAPER_CIFAR['sere_maf'] - PAPER_CIFAR['maf']:+d} nats.")
-    lines += ["", "The Fashion-MNIST models are measured from their runs' checkpoints, not shipped.", "", "The MAF paper's MNIST figures (Papamakarios et al. 2017, Table 2; long GPU training, "
+    carried = sorted({r["data"] for r in rows if r.get("carried_over")})
+    lines += ["", "The Fashion-MNIST models are measured from their runs' checkpoints, not shipped."]
+    if carried:
+        lines += ["", f"Rows of {', '.join(carried)} are carried over from the previous run of this benchmark "
+                      "(`--only` measured the others)."]
+    if any(r.get("init_cpu_minutes") is not None for r in rows):
+        lines += ["", "A budget 'a + b (m + n)' is a continuation (`train_flows.py --init`): a CPU minutes (m epochs) "
+                      "of the first run, then b (n) continuing from its weights with a fresh optimizer; the pair "
+                      "compared had the same runs, schedules and budgets, each pair side by side on one machine."]
+    lines += ["", "The MAF paper's MNIST figures (Papamakarios et al. 2017, Table 2; long GPU training, "
               "MADEs of 1024 units): " + ", ".join(f"{n} {v}" for n, v in MAF_PAPER_MNIST) + " nats.",
               "", "![training curves](flows.png)"]
     return "\n".join(lines) + "\n"
@@ -123,8 +163,12 @@ def plot(rows: list, path: Path) -> None:
 @click.option("--iw-limit", type=int, default=1000, show_default=True)
 @click.option("--limit", type=int, default=None, help="Test images (default: all 10,000).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "results")
-def main(runs, models_dir, iw_samples, iw_limit, limit, out_dir):
+@click.option("--only", type=click.Choice(["MNIST", "Fashion-MNIST"]), default=None,
+              help="Measure only this data set; keep the other rows of OUT_DIR/flows.json.")
+def main(runs, models_dir, iw_samples, iw_limit, limit, out_dir, only):
     torch.set_num_threads(1)
+    previous_path = out_dir / "flows.json"
+    previous = json.loads(previous_path.read_text())["rows"] if previous_path.is_file() else []
     mnist = grey_levels()[2][:limit]
     fashion = grey_levels(FASHION_DIR)[2][:limit] if Path(FASHION_DIR).is_dir() else None
     rows = []
@@ -133,11 +177,16 @@ def main(runs, models_dir, iw_samples, iw_limit, limit, out_dir):
             run = runs / f"{prefix.replace('-', '_')}{stem.replace('-', '_')}"
             weights = models_dir / f"{prefix}{stem}.pt"      # shipped weights, else the run's checkpoint
             weights = weights if weights.is_file() else run / "checkpoint.pt"
+            earlier = next((r for r in previous if (r["name"], r["data"]) == (name, data)), None)
+            if only and data != only:
+                if earlier:
+                    rows.append({**earlier, "carried_over": True})
+                continue
             if levels is None or not weights.is_file():
                 click.echo(f"skipping {weights} ({'no data' if levels is None else 'not there'})", err=True)
                 continue
             log = run / "log.jsonl"
-            rows.append(row(name, data, weights, levels, iw_samples, iw_limit, log))
+            rows.append(row(name, data, weights, levels, iw_samples, iw_limit, log, earlier))
             click.echo(f"{name} {data}: {rows[-1]['log_likelihood']:.1f} nats ({rows[-1]['log_likelihood_bound']})",
                        err=True)
     write_results(out_dir, "flows", {"rows": rows}, markdown(rows))

@@ -75,11 +75,13 @@ def load_checkpoint(path: Path) -> dict:
 def export_weights(checkpoint_path: Path, out_path: Path, meta: Optional[dict] = None) -> Path:
     """Write the compact fp16 weight file of a training checkpoint."""
     blob = load_checkpoint(checkpoint_path)
+    init = (blob.get("config") or {}).get("init") or {}       # train_flows.py --init: the run it continued
     log_path = Path(checkpoint_path).parent / "log.jsonl"
     if log_path.exists():  # record the training budget beside the weights
         records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
         cpu = records[-1].get("cpu_minutes", sum(r["seconds"] for r in records) / 60.0)   # (flows log CPU time)
-        meta = {"train_cpu_minutes": round(cpu, 1),
+        before = init.get("train_cpu_minutes") or 0.0      # (a continued run: both budgets)
+        meta = {"train_cpu_minutes": round(before + cpu, 1),
                 "final_valid_neg_elbo": records[-1].get("valid_neg_elbo", -records[-1].get("valid_elbo", float("nan"))),
                 **(meta or {})}
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in blob["model"].items()
@@ -88,7 +90,8 @@ def export_weights(checkpoint_path: Path, out_path: Path, meta: Optional[dict] =
         "format": WEIGHTS_FORMAT,
         "model_config": blob["model_config"],
         "model": state,
-        "meta": {"epoch": blob["epoch"], "step": blob["step"], "train_config": blob["config"], **(meta or {})},
+        "meta": {"epoch": blob["epoch"] + (init.get("epoch") or 0),
+                 "step": blob["step"], "train_config": blob["config"], **(meta or {})},
     }, out_path)
     return Path(out_path)
 

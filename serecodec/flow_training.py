@@ -109,10 +109,26 @@ def evaluate(model, levels: np.ndarray, iw_samples: int = 1, seed: int = 0, batc
             "kl_per_layer": kl.mean(0).tolist()}
 
 
+def warm_start_from(model, init: Path) -> dict:
+    """Load ``init``'s weights into ``model`` (same config required); returns what the run records
+    of it: the file and the CPU minutes and epochs it was trained for (a continuation of a
+    continuation adds up)."""
+    from .checkpoint import load_model
+    trained = load_model(init)
+    if not hasattr(trained, "flow_config") or trained.flow_config.to_dict() != model.flow_config.to_dict():
+        raise ValueError(f"{init}: not a flow model of this config")
+    model.load_state_dict(trained.state_dict())
+    meta = getattr(trained, "meta", {}) or {}
+    return {"weights": str(init), "train_cpu_minutes": meta.get("train_cpu_minutes"), "epoch": meta.get("epoch")}
+
+
 def train_flow(model_cfg: FlowConfig, cfg: FlowTrainConfig, train_levels: np.ndarray, valid_levels: np.ndarray,
                run_dir: Path, log: Callable[[str], None] = lambda msg: None,
-               on_epoch: Optional[Callable[[dict], None]] = None) -> dict:
-    """Train (or resume) in ``run_dir``; returns the last epoch's record."""
+               on_epoch: Optional[Callable[[dict], None]] = None, init: Optional[Path] = None) -> dict:
+    """Train (or resume) in ``run_dir``; returns the last epoch's record. ``init`` (a weight file or
+    checkpoint of the same config) starts a new run from trained weights with a fresh optimizer: a
+    continuation whose budget adds to the one those weights were trained with (their
+    ``train_cpu_minutes``, kept in the run's config and reported beside its own)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -131,6 +147,11 @@ def train_flow(model_cfg: FlowConfig, cfg: FlowTrainConfig, train_levels: np.nda
         torch.set_rng_state(blob["torch_rng"])
         log(f"resumed from {ckpt_path} at epoch {epoch}")
     full_config = {"model": model_cfg.to_dict(), "train": asdict(cfg)}
+    if ckpt_path.exists() and "init" in blob.get("config", {}):
+        full_config["init"] = blob["config"]["init"]       # (a resumed continuation keeps its origin)
+    elif init is not None and not ckpt_path.exists():
+        full_config["init"] = warm_start_from(model, Path(init))
+        log(f"starting from the weights of {init} ({full_config['init']['train_cpu_minutes']} CPU minutes)")
     (run_dir / "config.json").write_text(json.dumps(full_config, indent=2) + "\n")
     train = torch.as_tensor(train_levels)
     valid = np.asarray(valid_levels[:cfg.valid_limit])

@@ -16,7 +16,7 @@ from serecodec.checkpoint import load_model
 from serecodec.data import DataError
 from serecodec.flow_data import load_cifar
 from serecodec.flow_model import FlowConfig, FlowLikelihood, SeReMAF, build_flow, logit_transform
-from serecodec.flow_training import FlowTrainConfig, evaluate, train_flow
+from serecodec.flow_training import FlowTrainConfig, evaluate, train_flow, warm_start_from
 
 TINY = dict(image_pixels=6, num_layers=2, latent_dim=3, flows=2, made_hidden=16, evidence_hidden=16,
             evidence_features=4, latent_hidden=8, latent_features=4, gaussian_hidden=8, bijector_hidden=8,
@@ -155,3 +155,32 @@ def test_a_tiny_flow_trains_resumes_exports_and_reports(tmp_path, digits, variat
                                         "16", "--iw-samples", "4", "--json"])
         assert out.exit_code == 0, out.output
         assert json.loads(out.output)["iw_images"] == 16      # by default the IW bound is over the --limit images
+
+
+def test_a_continuation_starts_from_trained_weights_and_adds_up_its_budget(tmp_path, digits):
+    """``train_flow(init=...)``: the new run starts from the exported weights (not from scratch), a
+    model of another config is refused, and the continuation's export records both runs' budgets."""
+    from serecodec.checkpoint import export_weights
+    levels = (digits[:96] * 255).astype(np.uint8)
+    config = FlowConfig(**{**TINY, "image_pixels": 784, "made_hidden": 32}, variational=True)
+    cfg = FlowTrainConfig(epochs=1, batch_size=32, recon_fraction=0.0, warmup_fraction=0.0, warmup_levels=0,
+                          threads=1)
+    train_flow(config, cfg, levels, levels[:32], tmp_path / "first")
+    first = export_weights(tmp_path / "first" / "checkpoint.pt", tmp_path / "first.pt")
+    fresh = build_flow(config)
+    origin = warm_start_from(fresh, first)
+    trained = load_model(first)
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in trained.state_dict().items())
+    assert origin["epoch"] == 1 and origin["train_cpu_minutes"] == trained.meta["train_cpu_minutes"]
+    with pytest.raises(ValueError, match="not a flow model of this config"):
+        warm_start_from(build_flow(FlowConfig(**{**TINY, "image_pixels": 784, "made_hidden": 16})), first)
+    cfg.epochs = 2
+    record = train_flow(config, cfg, levels, levels[:32], tmp_path / "more", init=first)
+    assert record["epoch"] == 2
+    blob = torch.load(tmp_path / "more" / "checkpoint.pt", weights_only=False)
+    assert blob["config"]["init"]["weights"] == str(first)
+    assert train_flow(config, cfg, levels, levels[:32], tmp_path / "more", init=first) == {}   # resumed, done
+    more = load_model(export_weights(tmp_path / "more" / "checkpoint.pt", tmp_path / "more.pt"))
+    assert more.meta["epoch"] == 3
+    own = json.loads((tmp_path / "more" / "log.jsonl").read_text().splitlines()[-1])["cpu_minutes"]
+    assert more.meta["train_cpu_minutes"] == round(trained.meta["train_cpu_minutes"] + own, 1)
