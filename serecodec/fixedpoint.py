@@ -46,7 +46,12 @@ class NumpyEngine:
         When this input's largest |x| times the largest column sum of |w| stays below 2**24,
         float32 is exact too and twice as fast (the 0/1 image into the evidence encoders). The
         choice may differ between encoder and decoder: both paths give the same exact integers.
+        A float ``x`` was converted by its caller, who made that choice (``IntLinear.operand``).
         """
+        if x.dtype == np.float32:
+            return np.matmul(x, w32).astype(np.int64)
+        if x.dtype == np.float64:
+            return np.matmul(x, w).astype(np.int64)
         if w32 is not None and column_bound * float(np.abs(x).max(initial=0)) < EXACT_LIMIT_32:
             return np.matmul(x.astype(np.float32), w32).astype(np.int64)
         return np.matmul(x.astype(np.float64), w).astype(np.int64)

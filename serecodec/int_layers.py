@@ -22,6 +22,15 @@ class IntLinear:
         # round_shift's half step folded into the bias, so the product is finished in place
         self.rounded_bias = self.bias + (1 << (self.shift - 1)) if self.shift > 0 else None
 
+    def operand(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (integers) as the float operand the product will use: float32 where this input's
+        largest |x| times the largest column sum of |w| stays below 2**24, else float64 (both
+        exact). A convolution converts its input once, before unfolding it into patches that
+        repeat every value kh·kw times (same bound: the patches hold the input's values and 0)."""
+        if self.weight32 is not None and self.column_bound * float(np.abs(x).max(initial=0)) < EXACT_LIMIT_32:
+            return x.astype(np.float32)
+        return x.astype(np.float64)
+
     def __call__(self, x: np.ndarray, engine) -> np.ndarray:
         product = engine.matmul(x, self.weight, self.weight32, self.column_bound)   # a fresh int64 array
         if self.rounded_bias is None:

@@ -31,7 +31,7 @@ class IntConv:
 
     def __call__(self, x: np.ndarray, engine) -> np.ndarray:
         top, bottom, left, right = self.padding
-        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+        x = np.pad(self.linear.operand(x), ((0, 0), (0, 0), (top, bottom), (left, right)))
         b, c, h, w = x.shape
         (kh, kw), s, g = self.kernel, self.stride, self.groups
         out_h, out_w = (h - kh) // s + 1, (w - kw) // s + 1
@@ -41,10 +41,11 @@ class IntConv:
             part = x[start:start + chunk]
             n = len(part)
             windows = np.lib.stride_tricks.sliding_window_view(part, (kh, kw), axis=(2, 3))[:, :, ::s, ::s]
-            patches = windows.reshape(n, g, c // g, out_h, out_w, kh * kw).transpose(1, 0, 3, 4, 2, 5)
+            # (n, c, oh, ow, kh, kw) -> (g, n, oh, ow, c/g, kh, kw): one copy makes the patch rows
+            patches = windows.reshape(n, g, c // g, out_h, out_w, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
             result = self.linear(patches.reshape(g, n * out_h * out_w, -1), engine)     # (G, n·oh·ow, out_g)
             outputs.append(result.reshape(g, n, out_h, out_w, -1).transpose(1, 0, 4, 2, 3).reshape(n, -1, out_h, out_w))
-        return np.concatenate(outputs, axis=0)
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
 
 
 class IntConvTranspose2:

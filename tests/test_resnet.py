@@ -60,6 +60,27 @@ def test_transposed_convolution_by_output_phases():
     assert got.shape == expected.shape and np.array_equal(got, expected.astype(np.int64))
 
 
+@pytest.mark.parametrize("groups, stride", [(1, 1), (1, 2), (3, 1)])
+@pytest.mark.parametrize("largest", [1, 1 << 15])
+def test_convolution_equals_the_integer_convolution(groups, stride, largest):
+    """IntConv (patches unfolded from the float operand, float32 when the input's bound allows,
+    else float64) gives torch's exact float64 convolution of the same integers, plus the bias."""
+    from serecodec.coding_model import IntLinear
+    from serecodec.fixedpoint import ACT_LIMIT, NumpyEngine
+    from serecodec.int_resnet import IntConv
+    rng = np.random.default_rng(groups * 10 + stride)
+    weight = rng.integers(-60, 60, (6, 6 // groups, 3, 3))
+    x = rng.integers(-largest, largest + 1, (3, 6, 9, 8))
+    expected = torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(weight).double(),
+                                          stride=stride, padding=1, groups=groups).numpy().astype(np.int64)
+    expected = np.clip(expected, -ACT_LIMIT, ACT_LIMIT)                     # (activations are clamped)
+    w = weight.reshape(groups, 6 // groups, -1).transpose(0, 2, 1)            # (G, Cg·9, out_g)
+    layer = IntLinear(np.ascontiguousarray(w, dtype=np.float64), np.zeros((groups, 1, 6 // groups), np.int64), 0)
+    assert (layer.operand(x).dtype == np.float32) == (largest == 1)
+    got = IntConv(layer, 3, stride=stride, padding=1)(x, NumpyEngine())
+    assert got.shape == expected.shape and np.array_equal(got, expected)
+
+
 def test_integer_model_tracks_the_float_model(tiny_resnet, coding, digits):
     model = CodingModel(coding)
     model.check()
