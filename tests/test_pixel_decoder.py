@@ -89,11 +89,19 @@ def _strokes(count, seed, shape=(8, 8)):
     return images
 
 
-def test_the_kernel_computes_the_exported_integer_layers(pixel_coding):
+@pytest.mark.parametrize("shifts", [None, (0, -1), (-2, 3), (25, 0)])
+def test_the_kernel_computes_the_exported_integer_layers(pixel_coding, shifts):
     """g as compiled (context table, shifts, clamps) equals the two IntLinear layers of the
-    export applied to [a, h, context bits at activation scale]: the table and kernel are exact."""
+    export applied to [a, h, context bits at activation scale]: the table and kernel are exact,
+    for the exported shifts and for others (none, left shifts) a model file may hold."""
+    from dataclasses import replace
+
     from serecodec.fixedpoint import ACT_BITS
+    from serecodec.int_pixel import IntPixelContext
     net = pixel_coding.pixel_net
+    if shifts is not None:
+        net = IntPixelContext(net.template, net.features, replace(net.hidden_layer, shift=shifts[0]),
+                              replace(net.out_layer, shift=shifts[1]), net.tile_shape)
     rng = np.random.default_rng(3)
     decoded = rng.integers(-40_000, 40_000, (5, 64 * 3))
     x = _strokes(5, 4).reshape(5, 64)
