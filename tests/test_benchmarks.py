@@ -130,3 +130,11 @@ def test_particles_benchmark(tmp_path):
     assert [r["particles"] for r in rows] == [1, 2, 4] and all(r["bit_exact"] for r in rows)
     assert all(r["net_over_bound"] < 1.01 for r in rows)            # the coder pays its bound
     assert rows[-1]["iw_nats"] < rows[0]["iw_nats"]                 # the IW-K bound falls with K
+
+
+def test_model_speed_benchmark(tmp_path):
+    run_benchmark("model_speed", tmp_path)
+    rows = load(tmp_path, "model_speed_quick")["rows"]
+    assert [r["model"] for r in rows] == ["default", "pixel", "resnet"]
+    assert all(r["decode_images_per_s"] > 0 and r["verified_encode_images_per_s"] > 0 for r in rows)
+    assert all(0 < r["bits_per_dim"] < 1 for r in rows)            # every archive decoded and compared
