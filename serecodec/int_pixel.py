@@ -70,11 +70,17 @@ class IntPixelContext:
         per_pixel = self.split(decoded)
         raster = Raster(batch, self.tile_shape, self.template)
         direct = sigmoid(np.arange(sigmoid.lo, sigmoid.hi + 1, dtype=np.int64))   # the table's own values, unrolled
+        canvas, where, offsets, lo, weights = raster.canvas, raster.where.tolist(), raster.offsets, sigmoid.lo, \
+            self._kernel_weights                        # (looked up once: this loop runs per raster position)
         all_rows = np.arange(batch)
         for pixel in range(self.pixels):
-            rows = all_rows if mask is None else np.flatnonzero(mask[:, pixel])
+            at = where[pixel]
+            if mask is None:
+                canvas[:, at] = pop(raster_probabilities(canvas, all_rows, at, offsets, per_pixel, pixel, direct, lo,
+                                                         scale, *weights))
+                continue
+            rows = np.flatnonzero(mask[:, pixel])
             if len(rows):
-                probs = raster_probabilities(raster.canvas, rows, raster.where[pixel], raster.offsets, per_pixel, pixel,
-                                             direct, sigmoid.lo, scale, *self._kernel_weights)
-                raster.canvas[rows, raster.where[pixel]] = pop(probs)
+                canvas[rows, at] = pop(raster_probabilities(canvas, rows, at, offsets, per_pixel, pixel, direct, lo,
+                                                            scale, *weights))
         return raster.images()
