@@ -42,7 +42,8 @@ def main():
               help="Binarize grey/colour input at this level (0..1). Lossy.")
 @click.option("--method", type=click.Choice(list(METHOD_CHOICES)), default="auto",
               show_default=True, help="auto keeps, chunk by chunk, the smallest of bits-back (learned model), the "
-                                      "adaptive context model, lzma (halftones), the static digit model and deflate.")
+                                      "page model, the adaptive context model, lzma (halftones), the static digit "
+                                      "model and deflate.")
 @click.option("--no-names", is_flag=True, help="Do not store the input file names.")
 @click.option("--unordered", is_flag=True, help="The order does not matter (a data set): save ~log2(N!) bits; "
                                                 "decompress restores the images in canonical order. Needs --no-names "

@@ -25,7 +25,7 @@ from .errors import ArchiveError, InputError, LimitError, ModelUnavailable, Sere
 from .fixedpoint import get_engine
 from .inputs import (Images, as_images, background_is_one, check_arrays, check_formats, check_headers, check_names,
                      check_pages, shapes_of, with_polarity)
-from .methods import METHOD_NAMES, by_code, by_name
+from .methods import METHOD_NAMES, auto_order, by_code, by_name
 from .methods.bits_back import new_encoder
 from .methods.models import Models
 from .multiset import canonical_order
@@ -226,7 +226,7 @@ class Codec:
 
     def _encode_chunk(self, images, first: int, method: str, verify: bool, unordered: bool) -> tuple:
         """Code one chunk with every candidate ``method`` allows; keep the smallest, verified."""
-        candidates = tuple(n for n in METHOD_NAMES if by_name(n).auto) if method == "auto" else (method,)
+        candidates = auto_order(images) if method == "auto" else (method,)
         best, tried = None, {}
         for name in candidates:
             coder = by_name(name)

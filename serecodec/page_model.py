@@ -286,6 +286,15 @@ def sample(images: list) -> list:
     return out
 
 
+def sample_size(model: "PageModel", images: list) -> tuple:
+    """(bytes, pixels) of ``sample(images)`` coded from ``model``'s state, the adaptive pixel at
+    the sample's own period (what ``auto`` estimates the page model's size of a chunk by)."""
+    probe = sample(images)
+    at = period_candidates(max(probe, key=lambda im: im.size), 1)[0]
+    scratch = model.state.copy_into(None)
+    return len(run(scratch, False, *_flat(probe), np.zeros(0, np.uint8), at)[0]), sum(im.size for im in probe)
+
+
 def choose(models: list, images: list, candidates: list) -> tuple:
     """(model, adaptive pixel) that code a sample of ``images`` smallest: the fitted state at the
     first candidate, then that state's best candidate (the first one on a tie). On the corpus's

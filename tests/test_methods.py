@@ -10,7 +10,7 @@ import pytest
 
 from serecodec.codec import Codec, plan_chunks
 from serecodec.errors import ArchiveError, InputError
-from serecodec.methods import METHOD_NAMES, REGISTRY, by_code, by_name
+from serecodec.methods import METHOD_NAMES, REGISTRY, auto_order, by_code, by_name
 from serecodec.parallel import fork_available
 from serecodec.synthetic import text_page
 
@@ -64,6 +64,19 @@ def test_registry_codes_are_unique_and_stable():
         assert by_code(method.code) is method
     with pytest.raises(ArchiveError):
         by_code(200)
+
+
+def test_auto_tries_the_likely_winner_first_and_skips_the_page_model_on_digits(squares):
+    """auto's order: the page model first on a page, last on small images, where the sample it
+    would choose its state by says 300 digits are not worth coding with it (bits-back wins)."""
+    page = text_page(np.random.default_rng(0), size=(300, 400))
+    assert auto_order([page])[0] == "pages" and auto_order(list(squares))[-1] == "pages"
+    assert auto_order(list(squares))[-2] == "bits-back" and set(auto_order([page])) == set(auto_order(list(squares)))
+    report = []
+    Codec().compress(list(squares), report=report)
+    tried = report[0].candidates
+    assert report[0].method == "bits-back" and tried["pages"] == "not tried: its estimate cannot win"
+    assert by_name("pages").worth_trying(list(squares), Codec().models, None)      # nothing to beat: tried
 
 
 def test_chunks_are_planned_by_pixels():

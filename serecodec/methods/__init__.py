@@ -21,11 +21,23 @@ def register(method: PayloadMethod) -> PayloadMethod:
     return method
 
 
-# in the order auto tries them: the cheap ones first, so bits-back's estimate has a size to beat
+# in the order auto tries them on pages (``auto_order``), bits-back last so its estimate has a size to beat
 for _method in (Pages(), Adaptive(), Deflate(), LzmaPixels(), StaticContext(), BitsBack()):
     register(_method)
 
 METHOD_NAMES = tuple(REGISTRY)
+SMALL_IMAGE_PIXELS = 4096            # up to 64x64: bits-back's ground (digits, glyphs, icons)
+
+
+def auto_order(images) -> tuple:
+    """The methods ``auto`` tries on a chunk, in order. Each compares its estimate with the best
+    size so far (``worth_trying``), so the likely winner goes first: the page model on pages;
+    on a chunk of small images the cheap models, then bits-back, and the page model last, where
+    a sample decides (coding 1,000 digits with it cost a quarter more than bits-back itself)."""
+    names = tuple(name for name in METHOD_NAMES if REGISTRY[name].auto)
+    if max((image.size for image in images), default=0) <= SMALL_IMAGE_PIXELS:
+        return tuple(name for name in names if name != "pages") + ("pages",) * ("pages" in names)
+    return names
 
 
 def by_name(name: str) -> PayloadMethod:
@@ -39,4 +51,4 @@ def by_code(code: int) -> PayloadMethod:
     raise ArchiveError(f"unknown payload method {code}")
 
 
-__all__ = ["Encoded", "PayloadMethod", "METHOD_NAMES", "REGISTRY", "by_code", "by_name", "register"]
+__all__ = ["Encoded", "PayloadMethod", "METHOD_NAMES", "REGISTRY", "auto_order", "by_code", "by_name", "register"]

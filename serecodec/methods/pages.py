@@ -4,10 +4,11 @@ mixer and an APM, started from a state fitted on real documents. Its parameters 
 from __future__ import annotations
 
 from ..errors import ArchiveError
-from ..page_model import PERIOD_CANDIDATES, check_at, choose, period_candidates
+from ..page_model import PERIOD_CANDIDATES, check_at, choose, period_candidates, sample_size
 from .base import Encoded, PayloadMethod, split_flat
 
 ID_BYTES = 8
+SAMPLE_MARGIN = 1.25      # a sample's first images pay for the adaptation the rest enjoy: give it room
 
 
 class Pages(PayloadMethod):
@@ -22,6 +23,15 @@ class Pages(PayloadMethod):
         if len(raw) != ID_BYTES + 2:
             raise ArchiveError("corrupted archive: bad page-model parameters")
         return {"state": raw[:ID_BYTES].hex(), "at": check_at((-raw[ID_BYTES], raw[ID_BYTES + 1] - 128))}
+
+    def worth_trying(self, images, models, best_bytes) -> bool:
+        """With a size to beat: the first fitted state's bytes on the sample the encoder would
+        choose its state by (``page_model.sample``), scaled to the whole chunk."""
+        if best_bytes is None:
+            return True
+        sample_bytes, sample_pixels = sample_size(models.pages[0], list(images))
+        total = sum(image.size for image in images)
+        return sample_bytes * total / max(sample_pixels, 1) < SAMPLE_MARGIN * best_bytes
 
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
         images = list(images)
