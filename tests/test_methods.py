@@ -67,8 +67,9 @@ def test_registry_codes_are_unique_and_stable():
 
 
 def test_auto_tries_the_likely_winner_first_and_skips_the_page_model_on_digits(squares):
-    """auto's order: the page model first on a page, last on small images, where the sample it
-    would choose its state by says 300 digits are not worth coding with it (bits-back wins)."""
+    """auto's order: the page model first on a page (then the adaptive model, whose template it
+    contains, is not coded), last on small images, where the sample it would choose its state by
+    says 300 digits are not worth coding with it (bits-back wins)."""
     page = text_page(np.random.default_rng(0), size=(300, 400))
     assert auto_order([page])[0] == "pages" and auto_order(list(squares))[-1] == "pages"
     assert auto_order(list(squares))[-2] == "bits-back" and set(auto_order([page])) == set(auto_order(list(squares)))
@@ -77,6 +78,9 @@ def test_auto_tries_the_likely_winner_first_and_skips_the_page_model_on_digits(s
     tried = report[0].candidates
     assert report[0].method == "bits-back" and tried["pages"] == "not tried: its estimate cannot win"
     assert by_name("pages").worth_trying(list(squares), Codec().models, None)      # nothing to beat: tried
+    report = []
+    Codec().compress([page], report=report)                # a page: the adaptive model is not tried after it
+    assert report[0].method == "pages" and report[0].candidates["adaptive"] == "not tried: its estimate cannot win"
 
 
 def test_chunks_are_planned_by_pixels():

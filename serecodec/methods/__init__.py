@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ArchiveError
 from .adaptive import Adaptive
-from .base import Encoded, PayloadMethod
+from .base import SMALL_IMAGE_PIXELS, Encoded, PayloadMethod
 from .bits_back import BitsBack
 from .deflate import Deflate
 from .lzma_pixels import LzmaPixels
@@ -26,7 +26,6 @@ for _method in (Pages(), Adaptive(), Deflate(), LzmaPixels(), StaticContext(), B
     register(_method)
 
 METHOD_NAMES = tuple(REGISTRY)
-SMALL_IMAGE_PIXELS = 4096            # up to 64x64: bits-back's ground (digits, glyphs, icons)
 
 
 def auto_order(images) -> tuple:

@@ -3,12 +3,18 @@ started from fitted initial counts; any size, no model file, no initial bits."""
 from __future__ import annotations
 
 from ..errors import ArchiveError
-from .base import Encoded, PayloadMethod, TableParameter, split_flat
+from .base import SMALL_IMAGE_PIXELS, Encoded, PayloadMethod, TableParameter, split_flat
 
 
 class Adaptive(TableParameter, PayloadMethod):
     name, code = "adaptive", 2
     rows_per_byte = 8 * 2048              # a repeated row costs one flag, P <= 1 - 1/1026 (counts halve past 512)
+
+    def worth_trying(self, images, models, best_bytes) -> bool:
+        """Not after the page model on pages (``auto_order`` tries it first there): its mixture
+        starts from this model's template, and it coded all 90 held-out documents of the corpus
+        smaller (results/documents.json). On small images, or with nothing to beat, tried."""
+        return best_bytes is None or max(image.size for image in images) <= SMALL_IMAGE_PIXELS
 
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
         return Encoded(models.adaptive.encode(images), {"table": models.adaptive.table_id})

@@ -16,6 +16,9 @@ from .models import Models
 Progress = Optional[Callable[[int], None]]
 
 
+SMALL_IMAGE_PIXELS = 4096            # up to 64x64: bits-back's ground (digits, glyphs, icons); above, pages
+
+
 @dataclass
 class Encoded:
     """A method's output for one chunk: its payload and its header fields (``fields``, which
