@@ -39,22 +39,13 @@ class NumpyEngine:
     name = "numpy"
 
     @staticmethod
-    def matmul(x: np.ndarray, w: np.ndarray, w32: np.ndarray | None = None,
-               column_bound: float = np.inf) -> np.ndarray:
-        """Integer-valued float64 product; exact because the export step bounds every sum.
-
-        When this input's largest |x| times the largest column sum of |w| stays below 2**24,
-        float32 is exact too and twice as fast (the 0/1 image into the evidence encoders). The
-        choice may differ between encoder and decoder: both paths give the same exact integers.
-        A float ``x`` was converted by its caller, who made that choice (``IntLinear.operand``).
-        """
-        if x.dtype == np.float32:
-            return np.matmul(x, w32).astype(np.int64)
-        if x.dtype == np.float64:
-            return np.matmul(x, w).astype(np.int64)
-        if w32 is not None and column_bound * float(np.abs(x).max(initial=0)) < EXACT_LIMIT_32:
-            return np.matmul(x.astype(np.float32), w32).astype(np.int64)
-        return np.matmul(x.astype(np.float64), w).astype(np.int64)
+    def matmul(x: np.ndarray, w: np.ndarray, w32: np.ndarray | None = None) -> np.ndarray:
+        """Integer-valued float product, exact because the export step bounds every sum: float32
+        (with ``w32``) when the caller converted ``x`` to float32, which it does where this input's
+        largest |x| times the largest column sum of |w| stays below 2**24 (``IntLinear.operand``;
+        twice as fast: the 0/1 image into the evidence encoders), else float64. The choice may
+        differ between encoder and decoder: both give the same exact integers."""
+        return np.matmul(x, w32 if x.dtype == np.float32 else w).astype(np.int64)
 
 
 class TorchEngine:
@@ -69,8 +60,9 @@ class TorchEngine:
             raise InputError(f"engine torch:{device}: CUDA is not available on this machine (use numpy or torch)")
         self.torch, self.device, self._cache = torch, device, {}
 
-    def matmul(self, x: np.ndarray, w: np.ndarray, w32=None, column_bound: float = np.inf) -> np.ndarray:
-        """Always float64: float32 products on a GPU may silently use TF32, which is not exact."""
+    def matmul(self, x: np.ndarray, w: np.ndarray, w32=None) -> np.ndarray:
+        """Always float64 (a float32 ``x`` converts exactly): float32 products on a GPU may
+        silently use TF32, which is not exact."""
         torch = self.torch
         key = id(w)
         if key not in self._cache:

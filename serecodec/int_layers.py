@@ -26,13 +26,16 @@ class IntLinear:
         """``x`` (integers) as the float operand the product will use: float32 where this input's
         largest |x| times the largest column sum of |w| stays below 2**24, else float64 (both
         exact). A convolution converts its input once, before unfolding it into patches that
-        repeat every value kh·kw times (same bound: the patches hold the input's values and 0)."""
+        repeat every value kh·kw times (same bound: the patches hold the input's values and 0);
+        an operand already converted passes through."""
+        if x.dtype.kind == "f":
+            return x
         if self.weight32 is not None and self.column_bound * float(np.abs(x).max(initial=0)) < EXACT_LIMIT_32:
             return x.astype(np.float32)
         return x.astype(np.float64)
 
     def __call__(self, x: np.ndarray, engine) -> np.ndarray:
-        product = engine.matmul(x, self.weight, self.weight32, self.column_bound)   # a fresh int64 array
+        product = engine.matmul(self.operand(x), self.weight, self.weight32)   # a fresh int64 array
         if self.rounded_bias is None:
             return clamp_act(round_shift(product + self.bias, self.shift))
         product += self.rounded_bias

@@ -286,13 +286,19 @@ def sample(images: list) -> list:
     return out
 
 
+def _probe_bytes(model: "PageModel", probe: tuple, at: tuple, scratch=None) -> tuple:
+    """(bytes of the flat ``probe`` coded from ``model``'s state at adaptive pixel ``at``, the
+    scratch state it used, to be reused by the next probe)."""
+    scratch = model.state.copy_into(scratch)
+    return len(run(scratch, False, *probe, np.zeros(0, np.uint8), at)[0]), scratch
+
+
 def sample_size(model: "PageModel", images: list) -> tuple:
     """(bytes, pixels) of ``sample(images)`` coded from ``model``'s state, the adaptive pixel at
     the sample's own period (what ``auto`` estimates the page model's size of a chunk by)."""
     probe = sample(images)
     at = period_candidates(max(probe, key=lambda im: im.size), 1)[0]
-    scratch = model.state.copy_into(None)
-    return len(run(scratch, False, *_flat(probe), np.zeros(0, np.uint8), at)[0]), sum(im.size for im in probe)
+    return _probe_bytes(model, _flat(probe), at)[0], sum(im.size for im in probe)
 
 
 def choose(models: list, images: list, candidates: list) -> tuple:
@@ -306,8 +312,8 @@ def choose(models: list, images: list, candidates: list) -> tuple:
 
     def size(model: PageModel, at: tuple) -> int:
         nonlocal scratch
-        scratch = model.state.copy_into(scratch)
-        return len(run(scratch, False, *probe, np.zeros(0, np.uint8), at)[0])
+        size, scratch = _probe_bytes(model, probe, at, scratch)
+        return size
 
     sizes = [size(model, candidates[0]) for model in models]
     model = models[int(np.argmin(sizes))]

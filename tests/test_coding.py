@@ -261,13 +261,14 @@ def test_float32_shortcut_gives_the_exact_float64_integers(codec, digits):
     assert first.weight32 is not None            # the 0/1 image layer qualifies for float32
     x = digits.astype(np.int64)
     engine = codec.model.engine
-    fast = engine.matmul(x, first.weight, first.weight32, first.column_bound)
-    exact = engine.matmul(x, first.weight)
+    assert first.operand(x).dtype == np.float32
+    fast = engine.matmul(first.operand(x), first.weight, first.weight32)
+    exact = engine.matmul(x.astype(np.float64), first.weight)
     assert np.array_equal(fast, exact)
     hidden = codec.model.nets["evidence"].layers[1]
     big = np.full((hidden.weight.shape[0], 3, hidden.weight.shape[1]), 1 << 20, dtype=np.int64)  # float32 would round
-    assert np.array_equal(engine.matmul(big, hidden.weight, hidden.weight32, hidden.column_bound),
-                          engine.matmul(big, hidden.weight))
+    assert np.array_equal(engine.matmul(hidden.operand(big), hidden.weight, hidden.weight32),
+                          engine.matmul(big.astype(np.float64), hidden.weight))
 
 
 def test_stream_appends_one_image_at_a_time(codec, squares):
