@@ -1,5 +1,5 @@
 """The context-mixing page model: which contexts it mixes, where its halftone pixel goes, and its
-learned starting state (the kernel that runs it is ``page_kernel``).
+learned starting state (the C kernel that runs it is ``_page_kernel.c``).
 
 Five context models look at the causal neighbourhood (templates from ``causal``): JBIG2's
 16-pixel generic template plus an adaptive pixel, a 10-pixel one (also the APM's context), a
@@ -19,11 +19,14 @@ from typing import Optional
 
 import numpy as np
 
+from . import _page_kernel
+from ._page_kernel import code_images
 from .causal import JBIG2_16, check_causal
 from .errors import ArchiveError, SerecodecError
 from .fileio import atomic_write_bytes
 from .inputs import require_bilevel
-from .page_tables import APM_STEP, LAYERED_SETS, PAD, RECIPROCAL, SQUASH, STATE_BITS, STRETCH
+from .page_tables import (APM_STEP, LAYERED_SETS, NEAR_SETS, PAD, RECIPROCAL, SQUASH, STATE_BITS, STRETCH,
+                          STRETCH_LIMIT)
 from .paths import MODELS_DIR
 from .registry import search_dirs
 
@@ -46,6 +49,14 @@ MIXER_RATE, APM_RATE = 6, 6
 SHIPPED_STATES = ("documents", "halftones")
 SAMPLE_PIXELS = 1 << 15        # the encoder picks a state by coding about this many pixels with each
 PERIOD_CANDIDATES = 4          # ... and then the adaptive pixel among this many autocorrelation peaks
+
+
+# The compiled kernel's own copy of the layout constants must be these (one place defines them).
+_KERNEL_CONSTANTS = {"PAD": PAD, "STATE_BITS": STATE_BITS, "APM_STEP": APM_STEP, "NEAR_SETS": NEAR_SETS,
+                     "LAYERED_SETS": LAYERED_SETS, "STRETCH_LIMIT": STRETCH_LIMIT, "MIXER_SETS": MIXER_SETS,
+                     "FINAL_INPUTS": FINAL_INPUTS, "APM2_CONTEXTS": APM2_CONTEXTS}
+if any(getattr(_page_kernel, name) != value for name, value in _KERNEL_CONSTANTS.items()):
+    raise ImportError("serecodec._page_kernel was built for another page-model layout: reinstall serecodec")
 
 
 class PageModelError(SerecodecError):
@@ -196,15 +207,18 @@ def _flat(images):
 
 
 def run(state: PageState, decoding: bool, pixels, heights, widths, payload, at) -> tuple:
-    """One call of the kernel with this model's layout (``state`` updated in place)."""
-    from .page_kernel import code_images        # (numba only where pages are coded: --help, list stay light)
+    """One call of the kernel with this model's layout (``state`` updated in place): (payload, bytes
+    read) as uint8 array and int."""
     require_bilevel(pixels, "page model input")
     offsets, lengths = _kernel_templates(at)
-    return code_images(decoding, pixels, heights, widths, payload, offsets, lengths, bases()[:-1],
-                       np.array(TABLE_BITS, dtype=np.int64), np.array(LIMITS, dtype=np.int64), state.tables,
-                       state.weights, state.apm, APM_MODEL, MIXER_RATE, APM_RATE, int(bases()[-1]), SQUASH,
-                       STRETCH, RECIPROCAL, state.runs, np.array(RUN_MODELS, dtype=np.int64), run_bases()[:-1],
-                       int(bases()[-1]) + 1, state.weights2, state.final, state.apm2)
+    as_int = lambda values: np.ascontiguousarray(values, dtype=np.int64)        # noqa: E731
+    coded, read = code_images(
+        bool(decoding), pixels, as_int(heights), as_int(widths), np.ascontiguousarray(payload, dtype=np.uint8),
+        offsets, offsets.shape[1], lengths, bases()[:-1], as_int(TABLE_BITS), as_int(LIMITS), state.tables,
+        state.weights, state.apm, APM_MODEL, MIXER_RATE, APM_RATE, int(bases()[-1]), SQUASH, STRETCH, RECIPROCAL,
+        state.runs, as_int(RUN_MODELS), run_bases()[:-1], int(bases()[-1]) + 1, state.weights2, state.final,
+        state.apm2)
+    return np.frombuffer(coded, dtype=np.uint8), read
 
 
 class PageModel:
@@ -334,7 +348,7 @@ def load_page_model(path: Path) -> PageModel:
             if not layered:                     # the first layout: no extra mixers, no second APM
                 arrays.update(weights2=np.zeros((0, arrays["weights"].shape[1])),
                               final=np.zeros((0, FINAL_INPUTS)), apm2=np.zeros(0))
-            state = PageState(*(arrays[name].astype(dtype) for name, dtype in PageState.DTYPES.items()))
+            state = PageState(*(arrays[name].astype(dtype, copy=False) for name, dtype in PageState.DTYPES.items()))
     except Exception as exc:                    # noqa: BLE001 (any damage reads as one message)
         raise PageModelError(f"{path}: not a page-model file ({exc})") from None
     if any(getattr(state, name).shape != shape for name, shape in state_shapes(layered).items()):

@@ -1,5 +1,5 @@
-"""The page model's fixed-point constants and tables, apart from its compiled kernel so that
-reading them (the model's layout, its state files) does not import numba."""
+"""The page model's fixed-point constants and tables: the one place that defines them (the
+compiled kernel, ``_page_kernel.c``, carries copies that ``page_model`` checks on import)."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +12,7 @@ SQUASH_KNOTS = np.array([0, 1, 1, 2, 3, 5, 8, 13, 22, 36, 60, 98, 162, 267, 439,
                          7812, 11955, 17625, 24743, 32768, 40793, 47911, 53581, 57724, 60565, 62428, 63615, 64357,
                          64816, 65097, 65269, 65374, 65438, 65476, 65500, 65514, 65523, 65528, 65531, 65533,
                          65534, 65535, 65535, 65536], dtype=np.int64)
-# The layered state's second mixers (page_kernel): one weight set per (ink count of the 10-pixel
+# The layered state's second mixers (the kernel): one weight set per (ink count of the 10-pixel
 # template, 0..10) x (the large hashed model's confidence bucket, 4), then one per run-map state
 # pair (8 lengths x 2 bits of the first map, x 3 states of the second).
 NEAR_SETS = 11 * 4

@@ -202,3 +202,47 @@ def test_a_state_file_of_the_wrong_layout_is_refused(tmp_path):
         load_page_model(tmp_path / "short.pages.npz")
     save_state(fresh_state(layered=False), tmp_path / "first.pages.npz")
     assert not load_page_model(tmp_path / "first.pages.npz").state.layered
+
+
+def test_the_compiled_kernel_codes_exactly_as_the_numba_kernel_did():
+    """tests/data/legacy/pages-layered-numba.sere: written by the layered page model's numba
+    kernel (the release before the C one). The C kernel must decode it and, from the same
+    images, write the very same bytes."""
+    legacy = DATA / "legacy"
+    expected = np.load(legacy / "pages-layered-numba.npz")
+    images = [expected[str(i)] for i in range(len(expected.files))]
+    old = (legacy / "pages-layered-numba.sere").read_bytes()
+    codec = Codec()
+    assert all(np.array_equal(a, b) for a, b in zip(codec.decompress(old), images, strict=True))
+    assert codec.compress(images, method="pages") == old
+
+
+def test_the_kernel_refuses_arrays_that_disagree_with_its_layout(model):
+    """The kernel checks every array against what its parameters make it touch: a caller's
+    mistake is a ValueError, never a read outside an array."""
+    from serecodec import page_model
+    image = np.zeros((5, 7), np.uint8)
+    args = dict(state=model.state.copy(), decoding=False, pixels=image.reshape(-1), heights=np.array([5]),
+                widths=np.array([7]), payload=np.zeros(0, np.uint8), at=(0, -5))
+    page_model.run(**args)                               # as given: fine
+    broken = [dict(args, pixels=np.zeros(34, np.uint8)), dict(args, widths=np.array([7, 1])),
+              dict(args, heights=np.array([-1]), pixels=np.zeros(0, np.uint8))]
+    short = model.state.copy()
+    short.tables = short.tables[:1000]
+    broken.append(dict(args, state=short))
+    short = model.state.copy()
+    short.runs = short.runs[:-1]
+    broken.append(dict(args, state=short))
+    short = model.state.copy()
+    short.weights2 = short.weights2[:10]
+    broken.append(dict(args, state=short))
+    for wrong in broken:
+        with pytest.raises(ValueError):
+            page_model.run(**wrong)
+    with pytest.raises(ValueError, match="past the padding"):        # a template reaching too far
+        page_model.code_images(False, image.reshape(-1), np.array([5]), np.array([7]), np.zeros(0, np.uint8),
+                               np.array([[[0, -PAD - 1]]]), 1, np.array([1]), np.array([0]), np.array([10]),
+                               np.array([255, 255]), model.state.tables, model.state.weights[:, :2].copy(),
+                               model.state.apm, 0, 6, 6, 0, page_model.SQUASH, page_model.STRETCH,
+                               page_model.RECIPROCAL, model.state.runs, np.zeros(0, np.int64), np.zeros(0, np.int64),
+                               1, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))

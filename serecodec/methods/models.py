@@ -110,10 +110,11 @@ class Models:
     def pages_for(self, wanted: str):
         """The page model whose fitted state an archive names: the caller's or a shipped one,
         else an installed ``*.pages.npz`` with that id."""
-        self.pages                   # noqa: B018 (loads the choices into the cache)
+        if self.pages_paths:
+            self.pages               # noqa: B018 (the caller's states, loaded into the cache)
         if wanted in self._pages:
             return self._pages[wanted]
-        found = find_page_state(wanted)
+        found = find_page_state(wanted)          # (by hash: a decoder loads only the state it needs)
         if found is None:
             raise ModelUnavailable(f"archive needs page model {wanted}, which is neither shipped nor installed "
                                    f"(a NAME.pages.npz in the model directories)")

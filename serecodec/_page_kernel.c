@@ -1,0 +1,549 @@
+/* The compiled kernel of the context-mixing page model (serecodec.page_model describes the model;
+ * this file only runs it). One loop both encodes and decodes, so the two cannot drift apart.
+ *
+ * Why C and not numba like the other kernels: a page is coded once per process, and numba's
+ * import and cache load cost a fresh process about 1.2 s, more than coding the page itself. A
+ * plain extension module (no numpy headers: arrays come in through the buffer protocol) loads in
+ * a millisecond. Everything is integer arithmetic with the same rounding as the model's Python
+ * description (floor division and arithmetic shifts of negative numbers), so archives are
+ * identical on every machine.
+ *
+ * Safety: every array's length is checked against what the parameters make the loop touch before
+ * the loop starts; templates must be causal and inside the padding; the images live in a
+ * zero-padded buffer, so every template read is inside it whatever the image size; a corrupted
+ * payload stops the decoder within one row of running past its end.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAD 34                 /* template reach: rows above and columns each side */
+#define STATE_BITS 10          /* a slot: probability << STATE_BITS | count */
+#define APM_STEP 192           /* stretch units between APM knots */
+#define NEAR_SETS 44           /* the layered state's ink-count weight sets (11 x 4) */
+#define LAYERED_SETS (NEAR_SETS + 48)
+#define STRETCH_LIMIT 3071     /* logits in 1/256 units, within +-12 */
+#define MIXER_SETS 16
+#define FINAL_INPUTS 3
+#define APM2_CONTEXTS (1 << 16)
+#define MAX_MODELS 16
+#define MAX_TEMPLATE 64
+#define TOP (1u << 24)
+#define SLACK 16               /* bytes after the image buffer: an 8-byte template read may pass its end */
+
+typedef struct {               /* a run of up to 8 template pixels side by side in one row, in template order */
+    int64_t delta;             /* the run's first pixel, from the coded pixel */
+    int lo, shift;             /* its bits in the gathered byte start at bit lo; in the context, at bit shift */
+    uint64_t mask;             /* (1 << run length) - 1 */
+} Chunk;
+
+typedef struct {
+    uint8_t *out;
+    size_t size, n;
+    uint64_t low, range, cache;
+    int64_t cache_size;
+    int failed;
+} Encoder;
+
+static inline __attribute__((always_inline)) int64_t floor_div(int64_t a, int64_t b) {   /* Python's // (b > 0) */
+    int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+static inline int64_t clamp_logit(int64_t d) {
+    return d > STRETCH_LIMIT ? STRETCH_LIMIT : (d < -STRETCH_LIMIT ? -STRETCH_LIMIT : d);
+}
+
+static void put_byte(Encoder *e, uint8_t byte) {
+    if (e->n == e->size) {
+        size_t size = e->size * 2;
+        uint8_t *grown = realloc(e->out, size);
+        if (!grown) {
+            e->failed = 1;
+            return;
+        }
+        e->out = grown;
+        e->size = size;
+    }
+    e->out[e->n++] = byte;
+}
+
+static void shift_low(Encoder *e) {              /* LZMA's: emit the cached byte once its carry is settled */
+    if (e->low < 0xFF000000u || e->low > 0xFFFFFFFFu) {
+        uint64_t carry = e->low >> 32, temp = e->cache;
+        do {
+            put_byte(e, (uint8_t)((temp + carry) & 0xFF));
+            temp = 0xFF;
+        } while (--e->cache_size != 0);
+        e->cache = (e->low >> 24) & 0xFF;
+    }
+    e->cache_size++;
+    e->low = (e->low & 0x00FFFFFFu) << 8;
+}
+
+static inline void encode_bit(Encoder *e, int bit, int64_t p1) {   /* P(1) = p1 / 2^16 */
+    uint64_t bound = (e->range >> 16) * (uint64_t)p1;
+    if (bit) {
+        e->range = bound;
+    } else {
+        e->low += bound;
+        e->range -= bound;
+    }
+    while (e->range < TOP) {
+        e->range = (e->range << 8) & 0xFFFFFFFFu;
+        shift_low(e);
+    }
+}
+
+typedef struct {
+    const uint8_t *data;
+    Py_ssize_t size, pos;
+    uint64_t code, range;
+} Decoder;
+
+static inline uint64_t next_byte(Decoder *d) {                  /* bytes past the end read 0 */
+    uint64_t byte = d->pos < d->size ? d->data[d->pos] : 0;
+    d->pos++;
+    return byte;
+}
+
+static inline int decode_bit(Decoder *d, int64_t p1) {
+    uint64_t bound = (d->range >> 16) * (uint64_t)p1;
+    int bit;
+    if (d->code < bound) {
+        d->range = bound;
+        bit = 1;
+    } else {
+        d->code -= bound;
+        d->range -= bound;
+        bit = 0;
+    }
+    while (d->range < TOP) {
+        d->range = (d->range << 8) & 0xFFFFFFFFu;
+        d->code = ((d->code << 8) | next_byte(d)) & 0xFFFFFFFFu;
+    }
+    return bit;
+}
+
+static inline void learn(uint32_t *tables, int64_t slot, int bit, int64_t limit, const int64_t *reciprocal) {
+    int64_t state = tables[slot];
+    int64_t p = state >> STATE_BITS, n = state & ((1 << STATE_BITS) - 1);
+    p += ((((int64_t)bit << 22) - p) * reciprocal[n]) >> 16;
+    if (p < 0)
+        p = 0;
+    else if (p > (1 << 22) - 1)
+        p = (1 << 22) - 1;
+    if (n < limit)
+        n++;
+    tables[slot] = (uint32_t)((p << STATE_BITS) | n);
+}
+
+static inline int64_t dot(const int64_t *inputs, const int64_t *weights, int64_t n) {
+    int64_t sum = 0;
+    for (int64_t m = 0; m < n; m++)
+        sum += inputs[m] * weights[m];
+    return clamp_logit(sum >> 16);
+}
+
+static inline void train(const int64_t *inputs, int64_t *weights, int64_t n, int bit, int64_t p, int64_t rate) {
+    int64_t err = (((int64_t)bit << 16) - p) * rate;
+    for (int64_t m = 0; m < n; m++)
+        weights[m] += (inputs[m] * err) >> 18;
+}
+
+static inline __attribute__((always_inline)) void apm_step(int64_t *apm, int64_t slot, int64_t frac, int bit,
+                                                           int64_t scale) {
+    int64_t target = (int64_t)bit << 16;
+    apm[slot] += floor_div((target - apm[slot]) * (APM_STEP - frac), scale);
+    apm[slot + 1] += floor_div((target - apm[slot + 1]) * frac, scale);
+}
+
+static inline void apm_update(int64_t *apm, int64_t slot, int64_t frac, int bit, int64_t rate) {
+    if (rate == 6)              /* the shipped rate: a constant divisor compiles to a multiply, not a division */
+        apm_step(apm, slot, frac, bit, (int64_t)APM_STEP << 6);
+    else
+        apm_step(apm, slot, frac, bit, (int64_t)APM_STEP << rate);
+}
+
+static inline uint64_t gather8(const uint8_t *at) {   /* 8 pixel bytes (0/1) -> 8 bits, column j -> bit 7 - j */
+    uint64_t v;
+    memcpy(&v, at, 8);
+    return (v * 0x8040201008040201ull) >> 56;
+}
+
+static inline uint64_t raw_context(const uint8_t *at, const Chunk *chunks, int64_t from, int64_t to) {
+    uint64_t ctx = 0;                       /* the template's pixels as a number, pixel 0 the highest bit */
+    for (int64_t c = from; c < to; c++)
+        ctx |= ((gather8(at + chunks[c].delta) >> chunks[c].lo) & chunks[c].mask) << chunks[c].shift;
+    return ctx;
+}
+
+static inline int64_t context_index(uint64_t raw, int64_t length, int64_t bits) {   /* direct, or hashed */
+    return (int64_t)(length > bits ? (raw * 0x9E3779B97F4A7C15ull) >> (64 - bits) : raw);
+}
+
+/* Each template as runs of pixels that sit side by side in a row and follow each other in the
+ * template (pixel k of a template of length L is bit L-1-k of its context, as the model defines
+ * it): a run is one 8-byte read, one multiply and a shift, where reading pixel by pixel took a
+ * load and a shift each. */
+static void plan_chunks(const int64_t *offsets, int64_t kmax, const int64_t *lengths, int64_t models, int64_t stride,
+                        Chunk *chunks, int64_t *first) {
+    int64_t count = 0;
+    for (int64_t m = 0; m < models; m++) {
+        first[m] = count;
+        const int64_t *t = offsets + m * kmax * 2;
+        for (int64_t k = 0; k < lengths[m];) {
+            int64_t n = 1;
+            while (k + n < lengths[m] && n < 8 && t[(k + n) * 2] == t[k * 2] && t[(k + n) * 2 + 1] == t[k * 2 + 1] + n)
+                n++;
+            chunks[count].delta = t[k * 2] * stride + t[k * 2 + 1];
+            chunks[count].lo = (int)(8 - n);
+            chunks[count].mask = (1ull << n) - 1;
+            chunks[count].shift = (int)(lengths[m] - k - n);
+            count++;
+            k += n;
+        }
+    }
+    first[models] = count;
+}
+
+typedef struct {
+    Py_buffer pixels, heights, widths, payload, offsets, lengths, bases, bits, limits, tables, weights, apm,
+        squash, stretch, reciprocal, runs, run_model, run_bases, weights2, final, apm2;
+} Buffers;
+
+#define ARRAY(name, type) ((type *)b.name.buf)
+#define COUNT(name, type) ((int64_t)(b.name.len / (Py_ssize_t)sizeof(type)))
+
+static int fail(const char *message) {
+    PyErr_SetString(PyExc_ValueError, message);
+    return -1;
+}
+
+/* Everything the loop will touch, checked against the arrays' lengths (-1 and an exception if
+ * anything is off: the loop below then never reads or writes outside an array). */
+static int check(const Buffers *bp, int64_t models, int64_t kmax, int64_t apm_model, int64_t tp_slot,
+                       int64_t runmap_slot, int64_t n_mix, int layered, int64_t mixer_rate, int64_t apm_rate) {
+    Buffers b = *bp;
+    int64_t n_images = COUNT(heights, int64_t), total = 0;
+    if (COUNT(widths, int64_t) != n_images)
+        return fail("heights and widths differ in length");
+    for (int64_t i = 0; i < n_images; i++) {
+        int64_t h = ARRAY(heights, int64_t)[i], w = ARRAY(widths, int64_t)[i];
+        if (h < 0 || w < 0 || h > (1 << 20) || w > (1 << 20))
+            return fail("image size out of range");
+        total += h * w;
+    }
+    if (b.pixels.len != total)
+        return fail("pixels do not match the image sizes");
+    if (models < 1 || models > MAX_MODELS || kmax < 1 || kmax > MAX_TEMPLATE || COUNT(bases, int64_t) != models ||
+        COUNT(bits, int64_t) != models || COUNT(limits, int64_t) != models + 1 ||
+        COUNT(offsets, int64_t) != models * kmax * 2)
+        return fail("model layout arrays disagree");
+    int64_t n_tables = COUNT(tables, uint32_t);
+    if (COUNT(reciprocal, int64_t) != (1 << STATE_BITS) || COUNT(squash, int64_t) != 2 * STRETCH_LIMIT + 1 ||
+        COUNT(stretch, int64_t) != 4096)
+        return fail("lookup tables of the wrong size");
+    for (int64_t i = 0; i < 4096; i++)
+        if (ARRAY(stretch, int64_t)[i] < -STRETCH_LIMIT || ARRAY(stretch, int64_t)[i] > STRETCH_LIMIT)
+            return fail("stretch table out of range");
+    for (int64_t m = 0; m <= models; m++)
+        if (ARRAY(limits, int64_t)[m] < 0 || ARRAY(limits, int64_t)[m] >= (1 << STATE_BITS))
+            return fail("count limit out of range");
+    for (int64_t m = 0; m < models; m++) {
+        int64_t length = ARRAY(lengths, int64_t)[m], bits = ARRAY(bits, int64_t)[m], base = ARRAY(bases, int64_t)[m];
+        if (length < 1 || length > kmax || bits < 1 || bits > 40 || (length <= bits && length > 40))
+            return fail("template length or table bits out of range");
+        int64_t span = length <= bits ? (1ll << length) : (1ll << bits);
+        if (base < 0 || base + span > n_tables)
+            return fail("context table past the state's end");
+        for (int64_t k = 0; k < length; k++) {
+            int64_t dy = ARRAY(offsets, int64_t)[(m * kmax + k) * 2], dx = ARRAY(offsets, int64_t)[(m * kmax + k) * 2 + 1];
+            if (dy < -PAD || dy > 0 || dx < -PAD || dx > PAD || (dy == 0 && dx >= 0))
+                return fail("template pixel not causal or past the padding");
+        }
+    }
+    if (tp_slot < 0 || tp_slot >= n_tables)
+        return fail("row-repeat slot out of range");
+    if (apm_model < 0 || apm_model >= models || COUNT(apm, int64_t) < (33ll << ARRAY(bits, int64_t)[apm_model]) ||
+        ARRAY(lengths, int64_t)[apm_model] > ARRAY(bits, int64_t)[apm_model])
+        return fail("APM table too small for its model");
+    int64_t run_models = COUNT(run_model, int64_t);
+    if (COUNT(run_bases, int64_t) != run_models || runmap_slot < 0 || runmap_slot + 64 * run_models > n_tables)
+        return fail("run maps out of range");
+    for (int64_t r = 0; r < run_models; r++) {
+        int64_t m = ARRAY(run_model, int64_t)[r];
+        if (m < 0 || m >= models || ARRAY(run_bases, int64_t)[r] < 0 ||
+            ARRAY(run_bases, int64_t)[r] + (1ll << ARRAY(bits, int64_t)[m]) > (int64_t)b.runs.len)
+            return fail("run map past its table");
+    }
+    if (COUNT(weights, int64_t) != MIXER_SETS * n_mix)
+        return fail("mixer weights of the wrong shape");
+    if (layered) {
+        if (models < 3 || run_models < 2 || ARRAY(lengths, int64_t)[0] < 16 || ARRAY(lengths, int64_t)[1] > 10 ||
+            COUNT(weights2, int64_t) != LAYERED_SETS * n_mix || COUNT(final, int64_t) != MIXER_SETS * FINAL_INPUTS ||
+            COUNT(apm2, int64_t) != 33ll * APM2_CONTEXTS)
+            return fail("layered state of the wrong shape");
+    }
+    if (mixer_rate < 0 || mixer_rate > 16 || apm_rate < 0 || apm_rate > 16)
+        return fail("rates out of range");
+    return 0;
+}
+
+static void release(Buffers *b) {
+    Py_buffer *all[] = {&b->pixels, &b->heights, &b->widths, &b->payload, &b->offsets, &b->lengths, &b->bases,
+                        &b->bits, &b->limits, &b->tables, &b->weights, &b->apm, &b->squash, &b->stretch,
+                        &b->reciprocal, &b->runs, &b->run_model, &b->run_bases, &b->weights2, &b->final, &b->apm2};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (all[i]->obj)
+            PyBuffer_Release(all[i]);
+}
+
+static PyObject *code_images(PyObject *self, PyObject *args) {
+    (void)self;
+    int decoding;
+    Py_ssize_t kmax, apm_model, mixer_rate, apm_rate, tp_slot, runmap_slot;
+    PyObject *pixels_object;
+    Buffers b;
+    memset(&b, 0, sizeof(b));
+    if (!PyArg_ParseTuple(args, "pOy*y*y*y*ny*y*y*y*w*w*w*nnnny*y*y*w*y*y*nw*w*w*:code_images", &decoding,
+                          &pixels_object, &b.heights, &b.widths, &b.payload, &b.offsets, &kmax, &b.lengths, &b.bases,
+                          &b.bits, &b.limits, &b.tables, &b.weights, &b.apm, &apm_model, &mixer_rate, &apm_rate,
+                          &tp_slot, &b.squash, &b.stretch, &b.reciprocal, &b.runs, &b.run_model, &b.run_bases,
+                          &runmap_slot, &b.weights2, &b.final, &b.apm2) ||
+        PyObject_GetBuffer(pixels_object, &b.pixels, decoding ? PyBUF_WRITABLE : PyBUF_SIMPLE)) {
+        release(&b);
+        return NULL;
+    }
+    int64_t models = COUNT(lengths, int64_t), run_models = COUNT(run_model, int64_t);
+    int64_t n_mix = models + run_models + 1;
+    int layered = b.final.len > 0;
+    if (check(&b, models, kmax, apm_model, tp_slot, runmap_slot, n_mix, layered, mixer_rate, apm_rate)) {
+        release(&b);
+        return NULL;
+    }
+    const int64_t *heights = ARRAY(heights, int64_t), *widths = ARRAY(widths, int64_t);
+    const int64_t *lengths = ARRAY(lengths, int64_t), *bases = ARRAY(bases, int64_t), *bits = ARRAY(bits, int64_t);
+    const int64_t *limits = ARRAY(limits, int64_t), *squash = ARRAY(squash, int64_t);
+    const int64_t *stretch = ARRAY(stretch, int64_t), *reciprocal = ARRAY(reciprocal, int64_t);
+    const int64_t *run_model = ARRAY(run_model, int64_t), *run_bases = ARRAY(run_bases, int64_t);
+    uint8_t *pixels = ARRAY(pixels, uint8_t), *runs = ARRAY(runs, uint8_t);
+    uint32_t *tables = ARRAY(tables, uint32_t);
+    int64_t *weights = ARRAY(weights, int64_t), *apm = ARRAY(apm, int64_t), *weights2 = ARRAY(weights2, int64_t);
+    int64_t *final = ARRAY(final, int64_t), *apm2 = ARRAY(apm2, int64_t);
+    int64_t n_images = COUNT(heights, int64_t);
+
+    Encoder e = {NULL, 0, 0, 0, 0xFFFFFFFFu, 0, 1, 0};
+    Decoder d = {ARRAY(payload, uint8_t), b.payload.len, 0, 0, 0xFFFFFFFFu};
+    if (decoding) {
+        for (int i = 0; i < 5; i++)
+            d.code = (d.code << 8) | next_byte(&d);
+        d.code &= 0xFFFFFFFFu;
+    } else {
+        e.size = 1024 + (size_t)b.pixels.len / 16;
+        e.out = malloc(e.size);
+    }
+    int64_t n_chunks_max = 0;
+    for (int64_t m = 0; m < models; m++)
+        n_chunks_max += lengths[m];
+    Chunk *chunks = malloc(sizeof(Chunk) * (size_t)n_chunks_max);
+    if ((!decoding && !e.out) || !chunks) {
+        free(e.out);
+        free(chunks);
+        release(&b);
+        return PyErr_NoMemory();
+    }
+    int64_t first[MAX_MODELS + 1];
+    uint64_t raws[MAX_MODELS] = {0};
+    int64_t inputs[MAX_MODELS * 2 + 1], slots[MAX_MODELS], run_at[MAX_MODELS], run_slot[MAX_MODELS];
+    int64_t logits[FINAL_INPUTS] = {0};
+    int64_t p_1 = 0, p_2 = 0, p_3 = 0, set2 = 0, set3 = 0, a2 = 0, frac = 0, a_slot = 0;
+    int64_t offset = 0;
+    int truncated = 0, nomem = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t image = 0; image < n_images && !truncated && !nomem; image++) {
+        int64_t height = heights[image], width = widths[image], stride = width + 2 * PAD;
+        uint8_t *buffer = calloc((size_t)((height + PAD) * stride + SLACK), 1);
+        if (!buffer) {
+            nomem = 1;
+            break;
+        }
+        plan_chunks(ARRAY(offsets, int64_t), kmax, lengths, models, stride, chunks, first);
+        for (int64_t y = 0; y < height; y++) {
+            if (decoding && d.pos > d.size + 8) {
+                truncated = 1;
+                break;
+            }
+            int64_t row = (y + PAD) * stride + PAD;
+            for (int64_t x = -1; x < width; x++) {
+                int64_t at = row + x, p1, wset = 0, dotted = 0, p_mix = 0;
+                if (x < 0) {                                        /* the row-repeat flag */
+                    p1 = (int64_t)tables[tp_slot] >> (STATE_BITS + 6);
+                    p1 = p1 < 1 ? 1 : (p1 > 65535 ? 65535 : p1);
+                } else {
+                    for (int64_t m = 0; m < models; m++) {
+                        raws[m] = raw_context(buffer + at, chunks, first[m], first[m + 1]);
+                        slots[m] = bases[m] + context_index(raws[m], lengths[m], bits[m]);
+                    }
+                    for (int64_t m = 0; m < models; m++)
+                        inputs[m] = stretch[(int64_t)tables[slots[m]] >> (STATE_BITS + 10)];
+                    for (int64_t r = 0; r < run_models; r++) {      /* the run maps of the first hashed models */
+                        int64_t m = run_model[r];
+                        run_at[r] = run_bases[r] + slots[m] - bases[m];
+                        int64_t state = runs[run_at[r]];
+                        if (state == 0) {
+                            run_slot[r] = -1;
+                            inputs[models + r] = 0;
+                        } else {
+                            int64_t length = state >> 1;
+                            run_slot[r] = runmap_slot + r * 64 + (length < 31 ? length : 31) * 2 + (state & 1);
+                            int64_t st = stretch[(int64_t)tables[run_slot[r]] >> (STATE_BITS + 10)];
+                            inputs[models + r] = (state & 1) ? st : -st;
+                        }
+                    }
+                    inputs[models + run_models] = 256;
+                    wset = ((int64_t)buffer[at - 1] << 3) | ((int64_t)buffer[at - stride - 1] << 2) |
+                           ((int64_t)buffer[at - stride] << 1) | (int64_t)buffer[at - stride + 1];
+                    dotted = dot(inputs, weights + wset * n_mix, n_mix);
+                    p_mix = squash[dotted + STRETCH_LIMIT];
+                    if (layered) {
+                        int64_t near = __builtin_popcountll(raws[1]);     /* ink in the 10-pixel template */
+                        int64_t count = (int64_t)tables[slots[2]] & ((1 << STATE_BITS) - 1);
+                        set2 = near * 4 + (count == 0 ? 0 : (count < 3 ? 1 : (count < 16 ? 2 : 3)));
+                        int64_t run0 = runs[run_at[0]], run1 = runs[run_at[1]];
+                        set3 = NEAR_SETS + ((run0 >> 1) < 7 ? (run0 >> 1) : 7) * 2 + (run0 & 1) +
+                               16 * ((run1 & 1) + (run1 > 0 ? 1 : 0));
+                        logits[0] = dotted;
+                        p_1 = p_mix;
+                        logits[1] = dot(inputs, weights2 + set2 * n_mix, n_mix);
+                        logits[2] = dot(inputs, weights2 + set3 * n_mix, n_mix);
+                        p_2 = squash[logits[1] + STRETCH_LIMIT];
+                        p_3 = squash[logits[2] + STRETCH_LIMIT];
+                        dotted = dot(logits, final + wset * FINAL_INPUTS, FINAL_INPUTS);
+                        p_mix = squash[dotted + STRETCH_LIMIT];
+                    }
+                    int64_t knot = (dotted + 3072) / APM_STEP;
+                    frac = (dotted + 3072) - knot * APM_STEP;
+                    a_slot = (slots[apm_model] - bases[apm_model]) * 33 + knot;
+                    int64_t p_apm = floor_div(apm[a_slot] * (APM_STEP - frac) + apm[a_slot + 1] * frac, APM_STEP);
+                    if (layered) {
+                        a2 = (int64_t)(raws[0] >> (lengths[0] - 16)) * 33 + knot;   /* the 16-pixel template */
+                        int64_t p_apm2 = floor_div(apm2[a2] * (APM_STEP - frac) + apm2[a2 + 1] * frac, APM_STEP);
+                        p1 = (2 * p_mix + 3 * p_apm + 3 * p_apm2) >> 3;
+                    } else {
+                        p1 = (p_mix + 3 * p_apm) >> 2;
+                    }
+                    p1 = p1 < 1 ? 1 : (p1 > 65535 ? 65535 : p1);
+                }
+                int bit;
+                if (decoding) {
+                    bit = decode_bit(&d, p1);
+                } else {
+                    if (x < 0) {
+                        bit = 1;
+                        for (int64_t i = 0; i < width; i++)
+                            if ((pixels[offset + y * width + i] != 0) != buffer[row - stride + i]) {
+                                bit = 0;
+                                break;
+                            }
+                    } else {
+                        bit = pixels[offset + y * width + x] != 0;
+                    }
+                    encode_bit(&e, bit, p1);
+                    if (e.failed) {
+                        nomem = 1;
+                        break;
+                    }
+                }
+                if (x < 0) {
+                    learn(tables, tp_slot, bit, limits[models], reciprocal);
+                    if (bit) {                                      /* the row repeats the one above */
+                        memcpy(buffer + row, buffer + row - stride, (size_t)width);
+                        break;
+                    }
+                    continue;
+                }
+                buffer[at] = (uint8_t)bit;
+                for (int64_t m = 0; m < models; m++)
+                    learn(tables, slots[m], bit, limits[m], reciprocal);
+                for (int64_t r = 0; r < run_models; r++) {
+                    int64_t state = runs[run_at[r]], length;
+                    if (run_slot[r] >= 0)
+                        learn(tables, run_slot[r], bit == (state & 1), 1023, reciprocal);
+                    if (state != 0 && bit == (state & 1))
+                        length = (state >> 1) + 1 < 127 ? (state >> 1) + 1 : 127;
+                    else
+                        length = 1;
+                    runs[run_at[r]] = (uint8_t)((length << 1) | bit);
+                }
+                if (layered) {
+                    train(logits, final + wset * FINAL_INPUTS, FINAL_INPUTS, bit, p_mix, mixer_rate);
+                    train(inputs, weights + wset * n_mix, n_mix, bit, p_1, mixer_rate);
+                    train(inputs, weights2 + set2 * n_mix, n_mix, bit, p_2, mixer_rate);
+                    train(inputs, weights2 + set3 * n_mix, n_mix, bit, p_3, mixer_rate);
+                    apm_update(apm2, a2, frac, bit, apm_rate);
+                } else {
+                    train(inputs, weights + wset * n_mix, n_mix, bit, p_mix, mixer_rate);
+                }
+                apm_update(apm, a_slot, frac, bit, apm_rate);
+            }
+            if (nomem)
+                break;
+        }
+        if (decoding && !truncated)
+            for (int64_t y = 0; y < height; y++)
+                memcpy(pixels + offset + y * width, buffer + (y + PAD) * stride + PAD, (size_t)width);
+        free(buffer);
+        offset += height * width;
+    }
+    if (!decoding && !nomem) {
+        for (int i = 0; i < 5; i++)
+            shift_low(&e);
+        nomem = e.failed;
+    }
+    Py_END_ALLOW_THREADS
+    free(chunks);
+    release(&b);
+    if (nomem) {
+        free(e.out);
+        return PyErr_NoMemory();
+    }
+    PyObject *payload = PyBytes_FromStringAndSize(decoding ? "" : (const char *)e.out, decoding ? 0 : (Py_ssize_t)e.n);
+    free(e.out);
+    if (!payload)
+        return NULL;
+    return Py_BuildValue("(Nn)", payload, decoding ? d.pos : (Py_ssize_t)0);
+}
+
+static PyMethodDef methods[] = {
+    {"code_images", code_images, METH_VARARGS,
+     "code_images(decoding, pixels, heights, widths, payload, offsets, kmax, lengths, bases, bits, limits, tables, "
+     "weights, apm, apm_model, mixer_rate, apm_rate, tp_slot, squash, stretch, reciprocal, runs, run_model, "
+     "run_bases, runmap_slot, weights2, final, apm2) -> (payload bytes, bytes read)\n\n"
+     "Encode pixels (decoding false) or decode the payload into pixels (decoding true), updating the state "
+     "arrays in place. Arrays: C-contiguous; int64 unless named otherwise (pixels, payload, runs: uint8; "
+     "tables: uint32)."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_page_kernel",
+                                    "The page model's compiled kernel (see page_model).", -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__page_kernel(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "PAD", PAD) || PyModule_AddIntConstant(m, "STATE_BITS", STATE_BITS) ||
+        PyModule_AddIntConstant(m, "APM_STEP", APM_STEP) || PyModule_AddIntConstant(m, "NEAR_SETS", NEAR_SETS) ||
+        PyModule_AddIntConstant(m, "LAYERED_SETS", LAYERED_SETS) ||
+        PyModule_AddIntConstant(m, "STRETCH_LIMIT", STRETCH_LIMIT) ||
+        PyModule_AddIntConstant(m, "MIXER_SETS", MIXER_SETS) ||
+        PyModule_AddIntConstant(m, "FINAL_INPUTS", FINAL_INPUTS) ||
+        PyModule_AddIntConstant(m, "APM2_CONTEXTS", APM2_CONTEXTS)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
