@@ -31,11 +31,12 @@ from benchdata import test_images               # noqa: E402
 from serecodec.codec import Codec               # noqa: E402
 
 
-def timed_process(args: list) -> dict:
-    """Run ``serecodec ARGS`` in a fresh process; wall seconds and peak RSS (MB, from wait4)."""
+def timed_process(args: list, env: dict = None) -> dict:
+    """Run ``serecodec ARGS`` in a fresh process (``env``: added to the environment); wall seconds
+    and peak RSS (MB, from wait4)."""
     tic = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "serecodec.cli", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - tic
     err = proc.stderr.read().decode()
@@ -139,9 +140,14 @@ def cpu_name() -> str:
 def page_against_jbig(tmp: Path, runs: int = 3) -> dict:
     """A 1728x2376 page (our scanned-page generator: text, blur, speckle) through the whole
     ``serecodec`` process and through jbigkit's ``pbmtojbg`` / ``jbgtopbm`` when installed:
-    median seconds of ``runs`` warm runs each way, both outputs decoded and compared."""
+    median seconds of ``runs`` warm runs each way, both outputs decoded and compared; the first
+    run of a fresh install (an empty numba cache: the page model's own kernel is compiled by pip);
+    and in the library, ``Codec()`` (auto's trials and the verifying decode included) and the page
+    model's kernel alone."""
     from PIL import Image
 
+    from serecodec.methods.models import Models
+    from serecodec.page_model import find_period
     from serecodec.synthetic import scanned_page
     page = scanned_page(np.random.default_rng(1), size=(1728, 2376))
     source = tmp / "page.pbm"
@@ -151,8 +157,35 @@ def page_against_jbig(tmp: Path, runs: int = 3) -> dict:
         ours["encode"].append(timed_process(["compress", source, "-o", tmp / "page.sere", "-q", "-f"])["seconds"])
         ours["decode"].append(timed_process(["decompress", tmp / "page.sere", "-o", tmp / "back.pbm", "-q", "-f"])["seconds"])
     assert (tmp / "back.pbm").read_bytes() == source.read_bytes()
+    cold = {"NUMBA_CACHE_DIR": str(tmp / "empty-numba-cache")}
+    first = {"encode": timed_process(["compress", source, "-o", tmp / "first.sere", "-q", "-f"], cold)["seconds"],
+             "decode": timed_process(["decompress", tmp / "first.sere", "-o", tmp / "first.pbm", "-q", "-f"],
+                                     cold)["seconds"]}
+    assert (tmp / "first.pbm").read_bytes() == source.read_bytes()
+    codec = Codec()
+    library = {"encode": [], "decode": []}
+    for _ in range(runs):
+        tic = time.perf_counter()
+        data = codec.compress([page])
+        library["encode"].append(time.perf_counter() - tic)
+        tic = time.perf_counter()
+        assert np.array_equal(codec.decompress(data)[0], page)
+        library["decode"].append(time.perf_counter() - tic)
+    model, at = Models().pages[0], find_period(page)
+    kernel = {"encode": [], "decode": []}
+    for _ in range(runs):
+        tic = time.perf_counter()
+        payload, _ = model.encode([page], at)
+        kernel["encode"].append(time.perf_counter() - tic)
+        tic = time.perf_counter()
+        assert np.array_equal(model.decode(payload, [page.shape], at), page.reshape(-1))
+        kernel["decode"].append(time.perf_counter() - tic)
     result = {"shape": list(page.shape), "runs": runs, "serecodec_bytes": (tmp / "page.sere").stat().st_size,
-              "serecodec_encode_s": float(np.median(ours["encode"])), "serecodec_decode_s": float(np.median(ours["decode"]))}
+              "serecodec_encode_s": float(np.median(ours["encode"])), "serecodec_decode_s": float(np.median(ours["decode"])),
+              "first_run_encode_s": first["encode"], "first_run_decode_s": first["decode"],
+              "library_encode_s": float(np.median(library["encode"])),
+              "library_decode_s": float(np.median(library["decode"])),
+              "kernel_encode_s": float(np.median(kernel["encode"])), "kernel_decode_s": float(np.median(kernel["decode"]))}
     if shutil.which("pbmtojbg") and shutil.which("jbgtopbm"):
         theirs = {"encode": [], "decode": []}
         for _ in range(runs):
@@ -193,7 +226,11 @@ def render(r: dict) -> str:
         f"library's one-worker decode runs at {100 * r['decode_over_gemm_limit']:.0f}% of that.",
         f"* a {page['shape'][1]}x{page['shape'][0]} page (generated scan), whole process, median of {page['runs']} runs: "
         f"{page['serecodec_bytes']:,} bytes, compress {page['serecodec_encode_s']:.2f} s, decompress "
-        f"{page['serecodec_decode_s']:.2f} s{jbig}.",
+        f"{page['serecodec_decode_s']:.2f} s{jbig}; the first run of a fresh install (no numba cache) "
+        f"{page['first_run_encode_s']:.2f} / {page['first_run_decode_s']:.2f} s; in the library (`Codec()`, "
+        f"one worker: auto's trials and the verifying decode, in a thread beside it, included) "
+        f"{page['library_encode_s']:.2f} / {page['library_decode_s']:.2f} s, the page model's kernel alone "
+        f"{page['kernel_encode_s']:.2f} / {page['kernel_decode_s']:.2f} s.",
         f"* start-up (`serecodec --help`, median of 5 fresh processes): {r['startup_seconds_median']:.2f} s.",
         f"* default flags (the .npy's name, dtype and shape kept) {r['default_bytes']} bytes vs `--no-names` "
         f"{r['no_names_bytes']} bytes "

@@ -100,6 +100,9 @@ def test_process_benchmark(new_results):
     assert report["memory"]["compress_peak_mb"] < 600 and report["memory"]["decompress_peak_mb"] < 600
     # every core (worker processes) and one give the same archive; the page round trip was compared
     assert report["all_cores_over_one"]["archives_identical"] and report["page"]["serecodec_bytes"] > 0
+    # the page also timed as a fresh install's first run, through the library and through its kernel alone
+    assert all(report["page"][f"{kind}_{way}_s"] > 0 for kind in ("first_run", "library", "kernel")
+               for way in ("encode", "decode"))
 
 
 def test_fuzz_benchmark(new_results):

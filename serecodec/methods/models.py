@@ -87,8 +87,9 @@ class Models:
         installed ones) new chunks choose from."""
         if self._page_choices is None:
             paths = self.pages_paths or [state_path(name) for name in SHIPPED_STATES] + installed_states()
-            try:
-                choices = [load_page_model(path) for path in paths]
+            try:                        # (side by side: most of a state's load is zlib, which frees the GIL)
+                with ThreadPoolExecutor(max(1, min(len(paths), 4))) as pool:
+                    choices = list(pool.map(load_page_model, paths))
             except PageModelError as exc:
                 raise ModelUnavailable(str(exc)) from None
             for model in choices:
