@@ -4,9 +4,9 @@
  * Why C and not numba like the other kernels: a page is coded once per process, and numba's
  * import and cache load cost a fresh process about 1.2 s, more than coding the page itself. A
  * plain extension module (no numpy headers: arrays come in through the buffer protocol) loads in
- * a millisecond. Everything is integer arithmetic with the same rounding as the model's Python
- * description (floor division and arithmetic shifts of negative numbers), so archives are
- * identical on every machine.
+ * a millisecond. It codes exactly as the numba kernel it replaced (tests/data/legacy pins that):
+ * integer arithmetic only, with Python's rounding (floor division, arithmetic shifts of negative
+ * numbers), so archives are identical on every machine.
  *
  * Safety: every array's length is checked against what the parameters make the loop touch before
  * the loop starts; templates must be causal and inside the padding; the images live in a
@@ -254,7 +254,7 @@ static int check(const Buffers *bp, int64_t models, int64_t kmax, int64_t apm_mo
             return fail("count limit out of range");
     for (int64_t m = 0; m < models; m++) {
         int64_t length = ARRAY(lengths, int64_t)[m], bits = ARRAY(bits, int64_t)[m], base = ARRAY(bases, int64_t)[m];
-        if (length < 1 || length > kmax || bits < 1 || bits > 40 || (length <= bits && length > 40))
+        if (length < 1 || length > kmax || bits < 1 || bits > 40)
             return fail("template length or table bits out of range");
         int64_t span = length <= bits ? (1ll << length) : (1ll << bits);
         if (base < 0 || base + span > n_tables)
