@@ -20,6 +20,7 @@ images that jbigkit ships are not used here (they are kept for an independent ch
     python benchmarks/documents.py build            # the corpus, into ~/.cache/serecodec/documents
     python benchmarks/documents.py measure          # results/documents.json and .md
     python benchmarks/documents.py measure --paq8px PATH   # with paq8px (built from its source)
+    python benchmarks/documents.py measure --paq8px-from results/documents.json   # its column from a run before
 """
 from __future__ import annotations
 
@@ -256,9 +257,19 @@ def _paq8px(binary: Optional[Path], pbm: Path, image: np.ndarray, tmp: Path) -> 
 CODERS = ("serecodec", "jbig", "cjb2", "paq8px", "xz", "g4", "png")    # (lossless WebP: 3-8 s a page, left out)
 
 
+def earlier_paq8px(results: Path) -> dict:
+    """paq8px's figures per file from an earlier run's results (it takes most of an hour here):
+    {path: (pixels, JBIG bytes, paq8px bytes, paq8px encode s)}, used only for a file whose
+    pixel count and JBIG bytes match (the same file)."""
+    rows = json.loads(Path(results).read_text())["rows"]
+    return {r["path"]: (r["pixels"], r["bytes"]["jbig"], r["bytes"]["paq8px"], r["encode_s"]["paq8px"])
+            for r in rows if r["bytes"].get("paq8px") is not None}
+
+
 def measure(cache: Path, out_dir: Path, paq8px: Optional[Path] = None, split: str = "heldout",
-            only: Optional[str] = None) -> dict:
+            only: Optional[str] = None, paq8px_from: Optional[Path] = None) -> dict:
     manifest = json.loads((cache / "manifest.json").read_text())
+    earlier = earlier_paq8px(paq8px_from) if paq8px_from and not paq8px else {}
     codec = Codec()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -275,6 +286,8 @@ def measure(cache: Path, out_dir: Path, paq8px: Optional[Path] = None, split: st
             assert np.array_equal(back[0], image), path
             jbig = _jbig(path, image, tmp)
             paq = _paq8px(paq8px, path, image, tmp)
+            if entry["path"] in earlier and earlier[entry["path"]][:2] == (image.size, jbig["bytes"]):
+                paq = {"bytes": earlier[entry["path"]][2], "encode_s": earlier[entry["path"]][3]}
             row = {**entry, "pixels": image.size, "method": codec.read(data).method,
                    "bytes": {"serecodec": len(data), "jbig": jbig["bytes"],
                              "cjb2": _cjb2(path, image, tmp), "paq8px": paq and paq["bytes"],
@@ -284,7 +297,8 @@ def measure(cache: Path, out_dir: Path, paq8px: Optional[Path] = None, split: st
                    "decode_s": {"serecodec": decode_s, "jbig": jbig["decode_s"]}}
             rows.append(row)
             click.echo(json.dumps({"path": entry["path"], **row["bytes"]}), err=True)
-    report = {"split": split, "rows": rows, "summary": summarize(rows)}
+    report = {"split": split, "rows": rows, "summary": summarize(rows),
+              "paq8px_from": "an earlier run" if earlier else None}
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "documents" if only is None else f"documents_{only}"
     (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -325,6 +339,8 @@ def table(report: dict) -> str:
              "each file compressed alone and decoded exactly by every coder; bytes over JBIG's (jbigkit "
              "`pbmtojbg -q`), summed per category. serecodec: default flags (auto; methods kept: "
              + ", ".join(f"{m} {n}" for m, n in sorted(methods.items())) + "); cjb2: DjVu JB2 `-lossless` (symbol matching); xz: `-9e` of the PBM; G4 and PNG: Pillow. "
+             + ("paq8px: `-8`, its bytes from an earlier run of this benchmark, for files whose pixels and JBIG "
+                "bytes match that run's (the same files). " if report.get("paq8px_from") else "")
              "Time: serecodec's library calls per file (encode includes auto's trials and the verifying decode), "
              "and over JBIG's whole process (pbmtojbg / jbgtopbm) in the same run.", "",
              "| category | files | " + " | ".join(coders) + " | encode s/file (× JBIG) | decode s/file (× JBIG) |",
@@ -345,12 +361,14 @@ def table(report: dict) -> str:
               help="A paq8px binary (built from its public source) to add as a column (slow: seconds a page).")
 @click.option("--only", type=click.Choice(["text", "scans", "halftones"]), default=None,
               help="One category (writes results/documents_CATEGORY.*).")
-def main(step, cache, out_dir, paq8px, only):
+@click.option("--paq8px-from", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Without --paq8px: take its column from an earlier run's documents.json (same files only).")
+def main(step, cache, out_dir, paq8px, only, paq8px_from):
     cache = cache or default_cache_dir() / "documents"
     if step == "build":
         click.echo(json.dumps(build(cache)))
     else:
-        measure(cache, out_dir, paq8px, only=only)
+        measure(cache, out_dir, paq8px, only=only, paq8px_from=paq8px_from)
 
 
 if __name__ == "__main__":

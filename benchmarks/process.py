@@ -31,18 +31,32 @@ from benchdata import test_images               # noqa: E402
 from serecodec.codec import Codec               # noqa: E402
 
 
+# A small process that runs the command and reports its wall time and peak memory: Linux keeps a
+# forked process's peak RSS across exec, so a command started straight from this (large) process
+# would report this one's peak as its own.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+tic = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read()
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - tic
+sys.stderr.buffer.write(err)
+print(json.dumps({"seconds": wall, "peak_mb": usage.ru_maxrss / 1024, "code": os.waitstatus_to_exitcode(status)}))
+"""
+
+
 def timed_process(args: list, env: dict = None) -> dict:
     """Run ``serecodec ARGS`` in a fresh process (``env``: added to the environment); wall seconds
-    and peak RSS (MB, from wait4)."""
-    tic = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "serecodec.cli", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - tic
-    err = proc.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"serecodec {' '.join(map(str, args))} failed: {err}")
-    return {"seconds": wall, "peak_mb": usage.ru_maxrss / 1024}
+    and peak RSS (MB, from wait4 in a small launcher process)."""
+    done = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "serecodec.cli", *map(str, args)],
+                          capture_output=True, env={**os.environ, **(env or {})})
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"serecodec {' '.join(map(str, args))}: launcher failed: {done.stderr.decode()}")
+    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    if result.pop("code") != 0:
+        raise RuntimeError(f"serecodec {' '.join(map(str, args))} failed: {done.stderr.decode()}")
+    return result
 
 
 @click.command()
