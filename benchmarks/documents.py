@@ -20,7 +20,7 @@ images that jbigkit ships are not used here (they are kept for an independent ch
     python benchmarks/documents.py build            # the corpus, into ~/.cache/serecodec/documents
     python benchmarks/documents.py measure          # results/documents.json and .md
     python benchmarks/documents.py measure --paq8px PATH   # with paq8px (built from its source)
-    python benchmarks/documents.py measure --paq8px-from results/documents.json   # its column from a run before
+    python benchmarks/documents.py measure --paq8px PATH --paq8px-from results/documents.json   # reuse its figures
 """
 from __future__ import annotations
 
@@ -269,7 +269,7 @@ def earlier_paq8px(results: Path) -> dict:
 def measure(cache: Path, out_dir: Path, paq8px: Optional[Path] = None, split: str = "heldout",
             only: Optional[str] = None, paq8px_from: Optional[Path] = None) -> dict:
     manifest = json.loads((cache / "manifest.json").read_text())
-    earlier = earlier_paq8px(paq8px_from) if paq8px_from and not paq8px else {}
+    earlier = earlier_paq8px(paq8px_from) if paq8px_from else {}
     codec = Codec()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -285,9 +285,10 @@ def measure(cache: Path, out_dir: Path, paq8px: Optional[Path] = None, split: st
             decode_s = time.perf_counter() - tic
             assert np.array_equal(back[0], image), path
             jbig = _jbig(path, image, tmp)
-            paq = _paq8px(paq8px, path, image, tmp)
             if entry["path"] in earlier and earlier[entry["path"]][:2] == (image.size, jbig["bytes"]):
-                paq = {"bytes": earlier[entry["path"]][2], "encode_s": earlier[entry["path"]][3]}
+                paq = {"bytes": earlier[entry["path"]][2], "encode_s": earlier[entry["path"]][3], "earlier": True}
+            else:
+                paq = _paq8px(paq8px, path, image, tmp)
             row = {**entry, "pixels": image.size, "method": codec.read(data).method,
                    "bytes": {"serecodec": len(data), "jbig": jbig["bytes"],
                              "cjb2": _cjb2(path, image, tmp), "paq8px": paq and paq["bytes"],
@@ -295,10 +296,12 @@ def measure(cache: Path, out_dir: Path, paq8px: Optional[Path] = None, split: st
                              "png": _pillow(image, tmp, "png", optimize=True)},
                    "encode_s": {"serecodec": encode_s, "jbig": jbig["encode_s"], "paq8px": paq and paq["encode_s"]},
                    "decode_s": {"serecodec": decode_s, "jbig": jbig["decode_s"]}}
+            if paq and paq.get("earlier"):
+                row["paq8px_earlier"] = True
             rows.append(row)
             click.echo(json.dumps({"path": entry["path"], **row["bytes"]}), err=True)
     report = {"split": split, "rows": rows, "summary": summarize(rows),
-              "paq8px_from": "an earlier run" if earlier else None}
+              "paq8px_earlier_files": sum(1 for r in rows if r.get("paq8px_earlier"))}
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "documents" if only is None else f"documents_{only}"
     (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -339,9 +342,10 @@ def table(report: dict) -> str:
              "each file compressed alone and decoded exactly by every coder; bytes over JBIG's (jbigkit "
              "`pbmtojbg -q`), summed per category. serecodec: default flags (auto; methods kept: "
              + ", ".join(f"{m} {n}" for m, n in sorted(methods.items())) + "); cjb2: DjVu JB2 `-lossless` (symbol matching); xz: `-9e` of the PBM; G4 and PNG: Pillow. "
-             + ("paq8px: `-8`, its bytes from an earlier run of this benchmark, for files whose pixels and JBIG "
-                "bytes match that run's (the same files). " if report.get("paq8px_from") else "")
-             "Time: serecodec's library calls per file (encode includes auto's trials and the verifying decode), "
+             + (f"paq8px: `-8`; for {report['paq8px_earlier_files']} files its bytes come from an earlier run of this "
+                "benchmark whose pixels and JBIG bytes they match (the same files). "
+                if report.get("paq8px_earlier_files") else "")
+             + "Time: serecodec's library calls per file (encode includes auto's trials and the verifying decode), "
              "and over JBIG's whole process (pbmtojbg / jbgtopbm) in the same run.", "",
              "| category | files | " + " | ".join(coders) + " | encode s/file (× JBIG) | decode s/file (× JBIG) |",
              "|---|---|" + "---|" * (len(coders) + 2)]
@@ -362,7 +366,8 @@ def table(report: dict) -> str:
 @click.option("--only", type=click.Choice(["text", "scans", "halftones"]), default=None,
               help="One category (writes results/documents_CATEGORY.*).")
 @click.option("--paq8px-from", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="Without --paq8px: take its column from an earlier run's documents.json (same files only).")
+              help="Take paq8px's figures from an earlier run's documents.json for the files it has the same "
+                   "(pixels and JBIG bytes); --paq8px, if given, runs on the rest.")
 def main(step, cache, out_dir, paq8px, only, paq8px_from):
     cache = cache or default_cache_dir() / "documents"
     if step == "build":
