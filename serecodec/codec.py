@@ -241,20 +241,23 @@ class Codec:
                 tried[name] = "not tried: its estimate cannot win"
                 continue
             encoded = coder.encode(images, self.models, verify=verify, unordered=unordered)
-            size = len(encoded.payload) + len(coder.params_bytes(encoded.fields))
-            tried[name] = size
+            params = coder.params_bytes(encoded.fields)
+            tried[name] = size = len(encoded.payload) + len(params)
             if best is None or size < best[2]:
-                best = (coder, encoded, size)
-        coder, encoded, size = best
-        chunk = Chunk(coder.code, len(images), coder.name, first, params=coder.params_bytes(encoded.fields),
-                      payload=encoded.payload, fields=encoded.fields)
-        check = self._verify_chunk(coder, encoded, chunk, images, unordered) if verify else None
+                chunk = Chunk(coder.code, len(images), coder.name, first, params=params, payload=encoded.payload,
+                              fields=encoded.fields)
+                # checked from now on, beside auto's remaining trials (a later winner makes it moot)
+                check = self._verify_chunk(coder, encoded, chunk, images, unordered) if verify else None
+                best = (coder, chunk, size, check)
+        coder, chunk, size, check = best
         return chunk, ChunkReport(first, len(images), coder.name, size, tried), check
 
     def _verify_chunk(self, coder, encoded, chunk: Chunk, images, unordered: bool):
         """The chunk decodes to ``images``, its parameters read back as written (so fields a
         decoder derives, like scheduled batch sizes, are the encoder's), or VerificationError.
-        Returns the method's own check when it is still running (``compress`` settles it later)."""
+        Returns the check, still running (``compress`` settles it later): the method's own, else
+        a decode of the chunk in a ``Models.verifier`` thread, beside what the encoder does next
+        (auto's remaining trials, the next chunk; the page kernel releases the GIL)."""
         shapes = shapes_of(images)
         parsed = Chunk(chunk.code, chunk.count, chunk.method, params=chunk.params, payload=chunk.payload)
         try:
@@ -266,12 +269,14 @@ class Codec:
             raise VerificationError(f"verification failed: {coder.name} parameters do not read back as written")
         if encoded.verified is not None:
             return encoded.verified
+        return self.models.verifier().submit(self._decodes_back, coder, parsed, shapes, images).result
+
+    def _decodes_back(self, coder, parsed: Chunk, shapes: list, images) -> bool:
         try:
             back = coder.decode(parsed, shapes, self.models)
         except SerecodecError as exc:
             raise VerificationError(f"verification failed: {coder.name} output does not decode ({exc})") from None
-        if len(back) != len(images) or not all(np.array_equal(a, b) for a, b in zip(back, images)):
-            raise VerificationError(f"verification failed: {coder.name} did not decode back to its input")
+        return len(back) == len(images) and all(np.array_equal(a, b) for a, b in zip(back, images))
 
     # -- decompress ----------------------------------------------------------------------------
     def read(self, data: bytes) -> Archive:

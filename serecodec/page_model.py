@@ -211,12 +211,15 @@ def run(state: PageState, decoding: bool, pixels, heights, widths, payload, at) 
     read) as uint8 array and int."""
     require_bilevel(pixels, "page model input")
     offsets, lengths = _kernel_templates(at)
-    as_int = lambda values: np.ascontiguousarray(values, dtype=np.int64)        # noqa: E731
+    edges = bases()
+
+    def int64(values):
+        return np.ascontiguousarray(values, dtype=np.int64)
     coded, read = code_images(
-        bool(decoding), pixels, as_int(heights), as_int(widths), np.ascontiguousarray(payload, dtype=np.uint8),
-        offsets, offsets.shape[1], lengths, bases()[:-1], as_int(TABLE_BITS), as_int(LIMITS), state.tables,
-        state.weights, state.apm, APM_MODEL, MIXER_RATE, APM_RATE, int(bases()[-1]), SQUASH, STRETCH, RECIPROCAL,
-        state.runs, as_int(RUN_MODELS), run_bases()[:-1], int(bases()[-1]) + 1, state.weights2, state.final,
+        bool(decoding), pixels, int64(heights), int64(widths), np.ascontiguousarray(payload, dtype=np.uint8),
+        offsets, offsets.shape[1], lengths, edges[:-1], int64(TABLE_BITS), int64(LIMITS), state.tables,
+        state.weights, state.apm, APM_MODEL, MIXER_RATE, APM_RATE, int(edges[-1]), SQUASH, STRETCH, RECIPROCAL,
+        state.runs, int64(RUN_MODELS), run_bases()[:-1], int(edges[-1]) + 1, state.weights2, state.final,
         state.apm2)
     return np.frombuffer(coded, dtype=np.uint8), read
 

@@ -32,22 +32,35 @@ def test_a_stretch_check_catches_a_wrong_pixel_or_stack(digits):
     assert not verify_segment(codec.model, after, encoder.batch_sizes, tiles, masks, other)
 
 
-def test_the_page_model_check_runs_beside_the_encoder_and_catches_a_wrong_pixel_or_payload():
-    """A pages chunk is checked by decoding it again in a verifier thread; the check fails on a
-    payload or an image that do not match."""
-    from serecodec.methods.models import Models
-    from serecodec.methods.pages import Pages, _decodes_back
+
+def test_a_chunk_check_runs_beside_the_encoder_and_catches_a_wrong_pixel_or_payload():
+    """A chunk without a check of its own (here the page model's) is checked by decoding it again
+    in a verifier thread; the check fails on a payload or an image that do not match."""
+    from serecodec.container import Chunk
+    from serecodec.errors import VerificationError
+    from serecodec.methods.pages import Pages
     from serecodec.synthetic import text_page
+
+    def fails(chunk, image) -> bool:
+        try:
+            return not codec._decodes_back(pages, chunk, [image.shape], [image])
+        except VerificationError:
+            return True
+
     page = text_page(np.random.default_rng(3), size=(180, 240))
-    models = Models()
-    encoded = Pages().encode([page], models, verify=True)
-    assert encoded.verified is not None and encoded.verified()
+    codec, pages = Codec(), Pages()
+    encoded = pages.encode([page], codec.models)
+
+    def chunk_of(payload: bytes):
+        return Chunk(pages.code, 1, pages.name, params=pages.params_bytes(encoded.fields), payload=payload,
+                     fields=dict(encoded.fields))
+    check = codec._verify_chunk(pages, encoded, chunk_of(encoded.payload), [page], False)
+    assert check is not None and check()
     assert Codec().compress([page], method="pages", verify=True) == Codec().compress([page], method="pages")
-    model = models.pages_for(encoded.fields["state"])
     wrong = page.copy()
     wrong[90, 120] ^= 1
-    assert not _decodes_back(model, encoded.payload, [wrong], encoded.fields["at"])
+    assert fails(chunk_of(encoded.payload), wrong)
     damaged = bytearray(encoded.payload)
     damaged[len(damaged) // 2] ^= 0x40
-    assert not _decodes_back(model, bytes(damaged), [page], encoded.fields["at"])
-    assert not _decodes_back(model, encoded.payload[:10], [page], encoded.fields["at"])
+    assert fails(chunk_of(bytes(damaged)), page)
+    assert fails(chunk_of(encoded.payload[:10]), page)

@@ -3,9 +3,7 @@ mixer and an APM, started from a state fitted on real documents. Its parameters 
 (by the id of its file) and the adaptive pixel the encoder placed at the image's period."""
 from __future__ import annotations
 
-import numpy as np
-
-from ..errors import ArchiveError, SerecodecError
+from ..errors import ArchiveError
 from ..page_model import PERIOD_CANDIDATES, check_at, choose, period_candidates, sample_size
 from .base import Encoded, PayloadMethod, split_flat
 
@@ -36,16 +34,11 @@ class Pages(PayloadMethod):
         return sample_bytes * total / max(sample_pixels, 1) < SAMPLE_MARGIN * best_bytes
 
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
-        """``verify``: the payload is decoded again in a ``Models.verifier`` thread (the kernel
-        releases the GIL), so the check runs beside what the encoder does next (on a page:
-        auto's bits-back estimate; in an archive: the next chunk)."""
         images = list(images)
         candidates = period_candidates(max(images, key=lambda im: im.size), PERIOD_CANDIDATES)
         model, at = choose(models.pages, images, candidates)
         payload, at = model.encode(images, at)
-        check = models.verifier().submit(_decodes_back, model, payload, images, at) if verify else None
-        return Encoded(payload, {"state": model.state_id, "at": at},
-                       verified=None if check is None else check.result)
+        return Encoded(payload, {"state": model.state_id, "at": at})
 
     def validate(self, chunk, shapes, models, unordered) -> None:
         models.pages_for(chunk.fields["state"])         # ModelUnavailable names a missing state
@@ -54,12 +47,3 @@ class Pages(PayloadMethod):
     def decode(self, chunk, shapes, models, progress=None) -> list:
         model = models.pages_for(chunk.fields["state"])
         return split_flat(model.decode(chunk.payload, shapes, chunk.fields["at"]), shapes)
-
-
-def _decodes_back(model, payload: bytes, images: list, at: tuple) -> bool:
-    shapes = [image.shape for image in images]
-    try:
-        flat = model.decode(payload, shapes, at)
-    except SerecodecError:
-        return False
-    return all(np.array_equal(back, image) for back, image in zip(split_flat(flat, shapes), images))
