@@ -28,6 +28,8 @@
 #define MIXER_SETS 16
 #define FINAL_INPUTS 3
 #define APM2_CONTEXTS (1 << 16)
+#define MATCH_STATES 3         /* the match model's states that pick the final mixer's weights: none, short, long */
+#define MATCH_LONG 16          /* a match this many pixels long is a long one */
 #define MAX_MODELS 16
 #define MAX_TEMPLATE 64
 #define TOP (1u << 24)
@@ -214,6 +216,24 @@ typedef struct {
         squash, stretch, reciprocal, runs, run_model, run_bases, weights2, final, apm2;
 } Buffers;
 
+/* The match model's hash of the pixel's three largest contexts (the 16-pixel template with its
+ * adaptive pixel, the 38-pixel and the 25-pixel wide ones) into a table of 2^bits positions. */
+static inline int64_t match_index(uint64_t t16, uint64_t large, uint64_t wide, int bits) {
+    uint64_t h = large * 0x9E3779B97F4A7C15ull;
+    h = (h ^ wide) * 0xC2B2AE3D27D4EB4Full;
+    h = (h ^ t16) * 0x9E3779B97F4A7C15ull;
+    return (int64_t)(h >> (64 - bits));
+}
+
+/* Table bits for an image of this many pixels: no larger than the image needs (a run of small
+ * images must not clear a big table each), at most max_bits. */
+static inline int match_table_bits(int64_t pixels, int64_t max_bits) {
+    int bits = 10;
+    while (bits < max_bits && (1ll << bits) < pixels)
+        bits++;
+    return bits;
+}
+
 #define ARRAY(name, type) ((type *)b.name.buf)
 #define COUNT(name, type) ((int64_t)(b.name.len / (Py_ssize_t)sizeof(type)))
 
@@ -225,7 +245,8 @@ static int fail(const char *message) {
 /* Everything the loop will touch, checked against the arrays' lengths (-1 and an exception if
  * anything is off: the loop below then never reads or writes outside an array). */
 static int check(const Buffers *bp, int64_t models, int64_t kmax, int64_t apm_model, int64_t tp_slot,
-                       int64_t runmap_slot, int64_t n_mix, int layered, int64_t mixer_rate, int64_t apm_rate) {
+                       int64_t runmap_slot, int64_t n_mix, int layered, int64_t mixer_rate, int64_t apm_rate,
+                       int64_t match_bits) {
     Buffers b = *bp;
     int64_t n_images = COUNT(heights, int64_t), total = 0;
     if (COUNT(widths, int64_t) != n_images)
@@ -271,7 +292,8 @@ static int check(const Buffers *bp, int64_t models, int64_t kmax, int64_t apm_mo
         ARRAY(lengths, int64_t)[apm_model] > ARRAY(bits, int64_t)[apm_model])
         return fail("APM table too small for its model");
     int64_t run_models = COUNT(run_model, int64_t);
-    if (COUNT(run_bases, int64_t) != run_models || runmap_slot < 0 || runmap_slot + 64 * run_models > n_tables)
+    if (run_models > MAX_MODELS || COUNT(run_bases, int64_t) != run_models || runmap_slot < 0 ||
+        runmap_slot + 64 * run_models > n_tables)
         return fail("run maps out of range");
     for (int64_t r = 0; r < run_models; r++) {
         int64_t m = ARRAY(run_model, int64_t)[r];
@@ -281,12 +303,18 @@ static int check(const Buffers *bp, int64_t models, int64_t kmax, int64_t apm_mo
     }
     if (COUNT(weights, int64_t) != MIXER_SETS * n_mix)
         return fail("mixer weights of the wrong shape");
+    int64_t final_sets = match_bits ? MATCH_STATES * MIXER_SETS : MIXER_SETS;
     if (layered) {
         if (models < 3 || run_models < 2 || ARRAY(lengths, int64_t)[0] < 16 || ARRAY(lengths, int64_t)[1] > 10 ||
-            COUNT(weights2, int64_t) != LAYERED_SETS * n_mix || COUNT(final, int64_t) != MIXER_SETS * FINAL_INPUTS ||
+            COUNT(weights2, int64_t) != LAYERED_SETS * n_mix || COUNT(final, int64_t) != final_sets * FINAL_INPUTS ||
             COUNT(apm2, int64_t) != 33ll * APM2_CONTEXTS)
             return fail("layered state of the wrong shape");
     }
+    if (match_bits && (!layered || models < 4 || match_bits < 10 || match_bits > 24 ||
+                       runmap_slot + 64 * run_models + 64 > n_tables))
+        return fail("match model of the wrong shape");
+    if (match_bits < 0)
+        return fail("match table bits out of range");
     if (mixer_rate < 0 || mixer_rate > 16 || apm_rate < 0 || apm_rate > 16)
         return fail("rates out of range");
     return 0;
@@ -304,23 +332,23 @@ static void release(Buffers *b) {
 static PyObject *code_images(PyObject *self, PyObject *args) {
     (void)self;
     int decoding;
-    Py_ssize_t kmax, apm_model, mixer_rate, apm_rate, tp_slot, runmap_slot;
+    Py_ssize_t kmax, apm_model, mixer_rate, apm_rate, tp_slot, runmap_slot, match_bits;
     PyObject *pixels_object;
     Buffers b;
     memset(&b, 0, sizeof(b));
-    if (!PyArg_ParseTuple(args, "pOy*y*y*y*ny*y*y*y*w*w*w*nnnny*y*y*w*y*y*nw*w*w*:code_images", &decoding,
+    if (!PyArg_ParseTuple(args, "pOy*y*y*y*ny*y*y*y*w*w*w*nnnny*y*y*w*y*y*nw*w*w*n:code_images", &decoding,
                           &pixels_object, &b.heights, &b.widths, &b.payload, &b.offsets, &kmax, &b.lengths, &b.bases,
                           &b.bits, &b.limits, &b.tables, &b.weights, &b.apm, &apm_model, &mixer_rate, &apm_rate,
                           &tp_slot, &b.squash, &b.stretch, &b.reciprocal, &b.runs, &b.run_model, &b.run_bases,
-                          &runmap_slot, &b.weights2, &b.final, &b.apm2) ||
+                          &runmap_slot, &b.weights2, &b.final, &b.apm2, &match_bits) ||
         PyObject_GetBuffer(pixels_object, &b.pixels, decoding ? PyBUF_WRITABLE : PyBUF_SIMPLE)) {
         release(&b);
         return NULL;
     }
     int64_t models = COUNT(lengths, int64_t), run_models = COUNT(run_model, int64_t);
-    int64_t n_mix = models + run_models + 1;
+    int64_t n_mix = models + run_models + (match_bits ? 1 : 0) + 1;     /* the inputs, then the bias */
     int layered = b.final.len > 0;
-    if (check(&b, models, kmax, apm_model, tp_slot, runmap_slot, n_mix, layered, mixer_rate, apm_rate)) {
+    if (check(&b, models, kmax, apm_model, tp_slot, runmap_slot, n_mix, layered, mixer_rate, apm_rate, match_bits)) {
         release(&b);
         return NULL;
     }
@@ -357,10 +385,12 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
     }
     int64_t first[MAX_MODELS + 1];
     uint64_t raws[MAX_MODELS] = {0};
-    int64_t inputs[MAX_MODELS * 2 + 1], slots[MAX_MODELS], run_at[MAX_MODELS], run_slot[MAX_MODELS];
+    int64_t inputs[MAX_MODELS * 2 + 2], slots[MAX_MODELS], run_at[MAX_MODELS], run_slot[MAX_MODELS];
     int64_t logits[FINAL_INPUTS] = {0};
-    int64_t p_1 = 0, p_2 = 0, p_3 = 0, set2 = 0, set3 = 0, a2 = 0, frac = 0, a_slot = 0;
-    int64_t offset = 0;
+    int64_t p_1 = 0, p_2 = 0, p_3 = 0, set2 = 0, set3 = 0, fset = 0, a2 = 0, frac = 0, a_slot = 0;
+    int64_t offset = 0, match_slot = runmap_slot + 64 * run_models, m_at = 0, m_len = 0, m_slot = -1, m_key = 0;
+    int m_expected = 0, m_bits = 0, m_blank = 1;
+    int64_t *match_table = NULL;
     int truncated = 0, nomem = 0;
     Py_BEGIN_ALLOW_THREADS
     for (int64_t image = 0; image < n_images && !truncated && !nomem; image++) {
@@ -370,6 +400,15 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
             nomem = 1;
             break;
         }
+        if (match_bits) {                 /* positions by context, this image's own: reset per image */
+            m_bits = match_table_bits(height * width, match_bits);
+            match_table = calloc((size_t)1 << m_bits, sizeof(int64_t));
+            if (!match_table) {
+                free(buffer);
+                nomem = 1;
+                break;
+            }
+        }
         plan_chunks(ARRAY(offsets, int64_t), kmax, lengths, models, stride, chunks, first);
         for (int64_t y = 0; y < height; y++) {
             if (decoding && d.pos > d.size + 8) {
@@ -377,6 +416,7 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
                 break;
             }
             int64_t row = (y + PAD) * stride + PAD;
+            m_len = 0;                    /* a match never runs on from the row above */
             for (int64_t x = -1; x < width; x++) {
                 int64_t at = row + x, p1, wset = 0, dotted = 0, p_mix = 0;
                 if (x < 0) {                                        /* the row-repeat flag */
@@ -403,7 +443,26 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
                             inputs[models + r] = (state & 1) ? st : -st;
                         }
                     }
-                    inputs[models + run_models] = 256;
+                    int64_t bias = models + run_models, m_state = 0;
+                    if (match_bits) {   /* where this context last occurred: predict what followed it */
+                        m_blank = (raws[0] | raws[2] | raws[3]) == 0;
+                        if (!m_blank)
+                            m_key = match_index(raws[0], raws[2], raws[3], m_bits);
+                        if (m_len == 0)
+                            m_at = m_blank ? 0 : match_table[m_key];
+                        if (m_at) {
+                            m_expected = buffer[m_at];
+                            m_slot = match_slot + (m_len < 31 ? m_len : 31) * 2 + m_expected;
+                            int64_t st = stretch[(int64_t)tables[m_slot] >> (STATE_BITS + 10)];
+                            inputs[bias] = m_expected ? st : -st;
+                            m_state = m_len < MATCH_LONG ? 1 : 2;
+                        } else {
+                            m_slot = -1;
+                            inputs[bias] = 0;
+                        }
+                        bias++;
+                    }
+                    inputs[bias] = 256;
                     wset = ((int64_t)buffer[at - 1] << 3) | ((int64_t)buffer[at - stride - 1] << 2) |
                            ((int64_t)buffer[at - stride] << 1) | (int64_t)buffer[at - stride + 1];
                     dotted = dot(inputs, weights + wset * n_mix, n_mix);
@@ -421,7 +480,8 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
                         logits[2] = dot(inputs, weights2 + set3 * n_mix, n_mix);
                         p_2 = squash[logits[1] + STRETCH_LIMIT];
                         p_3 = squash[logits[2] + STRETCH_LIMIT];
-                        dotted = dot(logits, final + wset * FINAL_INPUTS, FINAL_INPUTS);
+                        fset = m_state * MIXER_SETS + wset;
+                        dotted = dot(logits, final + fset * FINAL_INPUTS, FINAL_INPUTS);
                         p_mix = squash[dotted + STRETCH_LIMIT];
                     }
                     int64_t knot = (dotted + 3072) / APM_STEP;
@@ -478,8 +538,21 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
                         length = 1;
                     runs[run_at[r]] = (uint8_t)((length << 1) | bit);
                 }
+                if (match_bits) {
+                    if (m_slot >= 0) {
+                        learn(tables, m_slot, bit == m_expected, 1023, reciprocal);
+                        if (bit == m_expected) {      /* m_at < at: it stays on pixels already coded */
+                            m_at++;
+                            m_len = m_len < 65535 ? m_len + 1 : m_len;
+                        } else {
+                            m_len = 0;
+                        }
+                    }
+                    if (!m_blank)
+                        match_table[m_key] = at;
+                }
                 if (layered) {
-                    train(logits, final + wset * FINAL_INPUTS, FINAL_INPUTS, bit, p_mix, mixer_rate);
+                    train(logits, final + fset * FINAL_INPUTS, FINAL_INPUTS, bit, p_mix, mixer_rate);
                     train(inputs, weights + wset * n_mix, n_mix, bit, p_1, mixer_rate);
                     train(inputs, weights2 + set2 * n_mix, n_mix, bit, p_2, mixer_rate);
                     train(inputs, weights2 + set3 * n_mix, n_mix, bit, p_3, mixer_rate);
@@ -496,6 +569,8 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
             for (int64_t y = 0; y < height; y++)
                 memcpy(pixels + offset + y * width, buffer + (y + PAD) * stride + PAD, (size_t)width);
         free(buffer);
+        free(match_table);
+        match_table = NULL;
         offset += height * width;
     }
     if (!decoding && !nomem) {
@@ -521,7 +596,7 @@ static PyMethodDef methods[] = {
     {"code_images", code_images, METH_VARARGS,
      "code_images(decoding, pixels, heights, widths, payload, offsets, kmax, lengths, bases, bits, limits, tables, "
      "weights, apm, apm_model, mixer_rate, apm_rate, tp_slot, squash, stretch, reciprocal, runs, run_model, "
-     "run_bases, runmap_slot, weights2, final, apm2) -> (payload bytes, bytes read)\n\n"
+     "run_bases, runmap_slot, weights2, final, apm2, match_bits) -> (payload bytes, bytes read)\n\n"
      "Encode pixels (decoding false) or decode the payload into pixels (decoding true), updating the state "
      "arrays in place. Arrays: C-contiguous; int64 unless named otherwise (pixels, payload, runs: uint8; "
      "tables: uint32)."},
@@ -541,7 +616,8 @@ PyMODINIT_FUNC PyInit__page_kernel(void) {
         PyModule_AddIntConstant(m, "STRETCH_LIMIT", STRETCH_LIMIT) ||
         PyModule_AddIntConstant(m, "MIXER_SETS", MIXER_SETS) ||
         PyModule_AddIntConstant(m, "FINAL_INPUTS", FINAL_INPUTS) ||
-        PyModule_AddIntConstant(m, "APM2_CONTEXTS", APM2_CONTEXTS)) {
+        PyModule_AddIntConstant(m, "APM2_CONTEXTS", APM2_CONTEXTS) ||
+        PyModule_AddIntConstant(m, "MATCH_STATES", MATCH_STATES)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -31,7 +31,7 @@ def learn(state: PageState, images: Iterable[np.ndarray], progress: Optional[Cal
 
 def fitted_state(learned: PageState, profile: dict) -> PageState:
     """The fresh state with the profile's parts taken from ``learned``, counts capped."""
-    state, edges = fresh_state(), bases()
+    state, edges = fresh_state(learned.layout), bases()
     for m in profile["models"]:
         state.tables[edges[m]:edges[m + 1]] = learned.tables[edges[m]:edges[m + 1]]
     state.tables[edges[-1]:] = learned.tables[edges[-1]:]        # the row-repeat flag, the run maps' tables
