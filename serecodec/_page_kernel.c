@@ -12,12 +12,20 @@
  * the loop starts; templates must be causal and inside the padding; the images live in a
  * zero-padded buffer, so every template read is inside it whatever the image size; a corrupted
  * payload stops the decoder within one row of running past its end.
+ *
+ * A Pipe lets the encoder's check run beside it: the encoder appends its bytes to the pipe (in
+ * blocks that never move) and publishes how many after each row; a decoder reading from the
+ * same pipe in another thread waits for bytes it needs, so encode and verifying decode take the
+ * time of one of them on two cores. The encoder never waits for the decoder.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
 
 #define PAD 34                 /* template reach: rows above and columns each side */
 #define STATE_BITS 10          /* a slot: probability << STATE_BITS | count */
@@ -41,12 +49,24 @@ typedef struct {               /* a run of up to 8 template pixels side by side 
     uint64_t mask;             /* (1 << run length) - 1 */
 } Chunk;
 
+#define PIPE_BLOCK_BITS 16
+
+typedef struct {
+    PyObject_HEAD
+    uint8_t **blocks;          /* blocks of 2^PIPE_BLOCK_BITS bytes, allocated by the writer as it goes */
+    size_t capacity, n_blocks; /* bytes it may hold; its block table's length */
+    _Atomic size_t written;    /* bytes the writer has published (its blocks are in place before) */
+    _Atomic int done;          /* the writer has finished, or will never write (close) */
+    int taken;                 /* a writer has had it */
+} Pipe;
+
 typedef struct {
     uint8_t *out;
     size_t size, n;
     uint64_t low, range, cache;
     int64_t cache_size;
     int failed;
+    Pipe *pipe;                /* when set, the bytes go there instead of out */
 } Encoder;
 
 static inline __attribute__((always_inline)) int64_t floor_div(int64_t a, int64_t b) {   /* Python's // (b > 0) */
@@ -59,6 +79,21 @@ static inline int64_t clamp_logit(int64_t d) {
 }
 
 static void put_byte(Encoder *e, uint8_t byte) {
+    if (e->pipe) {
+        Pipe *pipe = e->pipe;
+        size_t block = e->n >> PIPE_BLOCK_BITS;
+        if (e->n >= pipe->capacity || block >= pipe->n_blocks) {
+            e->failed = 1;
+            return;
+        }
+        if (!pipe->blocks[block] && !(pipe->blocks[block] = malloc((size_t)1 << PIPE_BLOCK_BITS))) {
+            e->failed = 1;
+            return;
+        }
+        pipe->blocks[block][e->n & (((size_t)1 << PIPE_BLOCK_BITS) - 1)] = byte;
+        e->n++;
+        return;
+    }
     if (e->n == e->size) {
         size_t size = e->size * 2;
         uint8_t *grown = realloc(e->out, size);
@@ -103,10 +138,38 @@ typedef struct {
     const uint8_t *data;
     Py_ssize_t size, pos;
     uint64_t code, range;
+    Pipe *pipe;                /* when set, the bytes come from there (size: what is known so far) */
+    uint8_t *const *pipe_blocks;
 } Decoder;
 
+static void pipe_wait(Decoder *d) {     /* until byte pos is published or the writer is done */
+    Pipe *pipe = d->pipe;
+    for (int spins = 0;; spins++) {
+        size_t written = atomic_load_explicit(&pipe->written, memory_order_acquire);
+        if ((size_t)d->pos < written) {
+            d->size = (Py_ssize_t)written;
+            return;
+        }
+        if (atomic_load_explicit(&pipe->done, memory_order_acquire)) {
+            d->size = (Py_ssize_t)atomic_load_explicit(&pipe->written, memory_order_acquire);
+            d->pipe = NULL;             /* finished: read what it holds, then zeros */
+            return;
+        }
+        if (spins < 64) {
+            sched_yield();
+        } else {
+            struct timespec pause = {0, 50000};
+            nanosleep(&pause, NULL);
+        }
+    }
+}
+
 static inline uint64_t next_byte(Decoder *d) {                  /* bytes past the end read 0 */
-    uint64_t byte = d->pos < d->size ? d->data[d->pos] : 0;
+    if (d->pipe && d->pos >= d->size)
+        pipe_wait(d);
+    uint64_t byte = 0;
+    if (d->pos < d->size)
+        byte = d->data ? d->data[d->pos] : d->pipe_blocks[d->pos >> PIPE_BLOCK_BITS][d->pos & ((1 << PIPE_BLOCK_BITS) - 1)];
     d->pos++;
     return byte;
 }
@@ -329,18 +392,74 @@ static void release(Buffers *b) {
             PyBuffer_Release(all[i]);
 }
 
+static PyObject *pipe_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    Py_ssize_t capacity;
+    static char *keywords[] = {"capacity", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "n:Pipe", keywords, &capacity))
+        return NULL;
+    if (capacity < 0 || capacity > ((Py_ssize_t)1 << 46)) {
+        PyErr_SetString(PyExc_ValueError, "pipe capacity out of range");
+        return NULL;
+    }
+    Pipe *pipe = (Pipe *)type->tp_alloc(type, 0);
+    if (!pipe)
+        return NULL;
+    pipe->capacity = (size_t)capacity;
+    pipe->n_blocks = ((size_t)capacity >> PIPE_BLOCK_BITS) + 1;
+    pipe->blocks = calloc(pipe->n_blocks, sizeof(uint8_t *));
+    atomic_init(&pipe->written, 0);
+    atomic_init(&pipe->done, 0);
+    pipe->taken = 0;
+    if (!pipe->blocks) {
+        Py_DECREF(pipe);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)pipe;
+}
+
+static void pipe_dealloc(Pipe *pipe) {
+    if (pipe->blocks) {
+        for (size_t i = 0; i < pipe->n_blocks; i++)
+            free(pipe->blocks[i]);
+        free(pipe->blocks);
+    }
+    Py_TYPE(pipe)->tp_free((PyObject *)pipe);
+}
+
+static PyObject *pipe_close(Pipe *pipe, PyObject *unused) {
+    (void)unused;
+    atomic_store_explicit(&pipe->done, 1, memory_order_release);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef pipe_methods[] = {
+    {"close", (PyCFunction)pipe_close, METH_NOARGS,
+     "No more bytes will come: a decoder reading it finishes on what it holds (call it however the writer ended)."},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject PipeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "serecodec._page_kernel.Pipe",
+    .tp_basicsize = sizeof(Pipe),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Pipe(capacity): the encoder's bytes for a decoder in another thread (see the module source).",
+    .tp_new = pipe_new,
+    .tp_dealloc = (destructor)pipe_dealloc,
+    .tp_methods = pipe_methods,
+};
+
 static PyObject *code_images(PyObject *self, PyObject *args) {
     (void)self;
     int decoding;
     Py_ssize_t kmax, apm_model, mixer_rate, apm_rate, tp_slot, runmap_slot, match_bits;
-    PyObject *pixels_object;
+    PyObject *pixels_object, *pipe_object = Py_None;
     Buffers b;
     memset(&b, 0, sizeof(b));
-    if (!PyArg_ParseTuple(args, "pOy*y*y*y*ny*y*y*y*w*w*w*nnnny*y*y*w*y*y*nw*w*w*n:code_images", &decoding,
+    if (!PyArg_ParseTuple(args, "pOy*y*y*y*ny*y*y*y*w*w*w*nnnny*y*y*w*y*y*nw*w*w*n|O:code_images", &decoding,
                           &pixels_object, &b.heights, &b.widths, &b.payload, &b.offsets, &kmax, &b.lengths, &b.bases,
                           &b.bits, &b.limits, &b.tables, &b.weights, &b.apm, &apm_model, &mixer_rate, &apm_rate,
                           &tp_slot, &b.squash, &b.stretch, &b.reciprocal, &b.runs, &b.run_model, &b.run_bases,
-                          &runmap_slot, &b.weights2, &b.final, &b.apm2, &match_bits) ||
+                          &runmap_slot, &b.weights2, &b.final, &b.apm2, &match_bits, &pipe_object) ||
         PyObject_GetBuffer(pixels_object, &b.pixels, decoding ? PyBUF_WRITABLE : PyBUF_SIMPLE)) {
         release(&b);
         return NULL;
@@ -351,6 +470,26 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
     if (check(&b, models, kmax, apm_model, tp_slot, runmap_slot, n_mix, layered, mixer_rate, apm_rate, match_bits)) {
         release(&b);
         return NULL;
+    }
+    Pipe *pipe = NULL;
+    if (pipe_object != Py_None) {
+        if (!PyObject_TypeCheck(pipe_object, &PipeType)) {
+            release(&b);
+            PyErr_SetString(PyExc_TypeError, "pipe must be a Pipe or None");
+            return NULL;
+        }
+        pipe = (Pipe *)pipe_object;
+        if (!decoding) {              /* one writer, with room for the most it could write */
+            int64_t bound = 64;
+            for (int64_t i = 0; i < COUNT(heights, int64_t); i++)
+                bound += 2 * (ARRAY(heights, int64_t)[i] * ARRAY(widths, int64_t)[i] + ARRAY(heights, int64_t)[i]);
+            if (pipe->taken || (size_t)bound > pipe->capacity) {
+                release(&b);
+                PyErr_SetString(PyExc_ValueError, pipe->taken ? "pipe already written" : "pipe too small");
+                return NULL;
+            }
+            pipe->taken = 1;
+        }
     }
     const int64_t *heights = ARRAY(heights, int64_t), *widths = ARRAY(widths, int64_t);
     const int64_t *lengths = ARRAY(lengths, int64_t), *bases = ARRAY(bases, int64_t), *bits = ARRAY(bits, int64_t);
@@ -363,24 +502,28 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
     int64_t *final = ARRAY(final, int64_t), *apm2 = ARRAY(apm2, int64_t);
     int64_t n_images = COUNT(heights, int64_t);
 
-    Encoder e = {NULL, 0, 0, 0, 0xFFFFFFFFu, 0, 1, 0};
-    Decoder d = {ARRAY(payload, uint8_t), b.payload.len, 0, 0, 0xFFFFFFFFu};
-    if (decoding) {
-        for (int i = 0; i < 5; i++)
-            d.code = (d.code << 8) | next_byte(&d);
-        d.code &= 0xFFFFFFFFu;
-    } else {
+    Encoder e = {NULL, 0, 0, 0, 0xFFFFFFFFu, 0, 1, 0, decoding ? NULL : pipe};
+    Decoder d = {ARRAY(payload, uint8_t), b.payload.len, 0, 0, 0xFFFFFFFFu, NULL, NULL};
+    if (decoding && pipe) {
+        d.data = NULL;
+        d.size = 0;
+        d.pipe = pipe;
+        d.pipe_blocks = pipe->blocks;
+    }
+    if (!decoding) {
         e.size = 1024 + (size_t)b.pixels.len / 16;
-        e.out = malloc(e.size);
+        e.out = pipe ? NULL : malloc(e.size);
     }
     int64_t n_chunks_max = 0;
     for (int64_t m = 0; m < models; m++)
         n_chunks_max += lengths[m];
     Chunk *chunks = malloc(sizeof(Chunk) * (size_t)n_chunks_max);
-    if ((!decoding && !e.out) || !chunks) {
+    if ((!decoding && !pipe && !e.out) || !chunks) {
         free(e.out);
         free(chunks);
         release(&b);
+        if (e.pipe)
+            atomic_store_explicit(&pipe->done, 1, memory_order_release);
         return PyErr_NoMemory();
     }
     int64_t first[MAX_MODELS + 1];
@@ -393,6 +536,11 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
     int64_t *match_table = NULL;
     int truncated = 0, nomem = 0;
     Py_BEGIN_ALLOW_THREADS
+    if (decoding) {                       /* (without the GIL: from a pipe, it may wait for the writer) */
+        for (int i = 0; i < 5; i++)
+            d.code = (d.code << 8) | next_byte(&d);
+        d.code &= 0xFFFFFFFFu;
+    }
     for (int64_t image = 0; image < n_images && !truncated && !nomem; image++) {
         int64_t height = heights[image], width = widths[image], stride = width + 2 * PAD;
         uint8_t *buffer = calloc((size_t)((height + PAD) * stride + SLACK), 1);
@@ -564,6 +712,8 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
             }
             if (nomem)
                 break;
+            if (e.pipe)                   /* this row's bytes, for a decoder reading beside */
+                atomic_store_explicit(&pipe->written, e.n, memory_order_release);
         }
         if (decoding && !truncated)
             for (int64_t y = 0; y < height; y++)
@@ -578,6 +728,10 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
             shift_low(&e);
         nomem = e.failed;
     }
+    if (e.pipe) {
+        atomic_store_explicit(&pipe->written, nomem ? 0 : e.n, memory_order_release);
+        atomic_store_explicit(&pipe->done, 1, memory_order_release);
+    }
     Py_END_ALLOW_THREADS
     free(chunks);
     release(&b);
@@ -585,7 +739,18 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
         free(e.out);
         return PyErr_NoMemory();
     }
-    PyObject *payload = PyBytes_FromStringAndSize(decoding ? "" : (const char *)e.out, decoding ? 0 : (Py_ssize_t)e.n);
+    PyObject *payload;
+    if (e.pipe) {                         /* the pipe's blocks, as one bytes object */
+        payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)e.n);
+        if (payload) {
+            char *to = PyBytes_AS_STRING(payload);
+            size_t block = (size_t)1 << PIPE_BLOCK_BITS;
+            for (size_t at = 0; at < e.n; at += block)
+                memcpy(to + at, pipe->blocks[at >> PIPE_BLOCK_BITS], e.n - at < block ? e.n - at : block);
+        }
+    } else {
+        payload = PyBytes_FromStringAndSize(decoding ? "" : (const char *)e.out, decoding ? 0 : (Py_ssize_t)e.n);
+    }
     free(e.out);
     if (!payload)
         return NULL;
@@ -596,10 +761,11 @@ static PyMethodDef methods[] = {
     {"code_images", code_images, METH_VARARGS,
      "code_images(decoding, pixels, heights, widths, payload, offsets, kmax, lengths, bases, bits, limits, tables, "
      "weights, apm, apm_model, mixer_rate, apm_rate, tp_slot, squash, stretch, reciprocal, runs, run_model, "
-     "run_bases, runmap_slot, weights2, final, apm2, match_bits) -> (payload bytes, bytes read)\n\n"
+     "run_bases, runmap_slot, weights2, final, apm2, match_bits[, pipe]) -> (payload bytes, bytes read)\n\n"
      "Encode pixels (decoding false) or decode the payload into pixels (decoding true), updating the state "
      "arrays in place. Arrays: C-contiguous; int64 unless named otherwise (pixels, payload, runs: uint8; "
-     "tables: uint32)."},
+     "tables: uint32). With a Pipe, the encoder also writes its bytes there as it goes and a decoder reads "
+     "them from there (payload ignored), so the two can run at once in two threads."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_page_kernel",
@@ -607,9 +773,17 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_page_kernel",
                                     NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__page_kernel(void) {
+    if (PyType_Ready(&PipeType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
+    Py_INCREF(&PipeType);
+    if (PyModule_AddObject(m, "Pipe", (PyObject *)&PipeType) < 0) {
+        Py_DECREF(&PipeType);
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddIntConstant(m, "PAD", PAD) || PyModule_AddIntConstant(m, "STATE_BITS", STATE_BITS) ||
         PyModule_AddIntConstant(m, "APM_STEP", APM_STEP) || PyModule_AddIntConstant(m, "NEAR_SETS", NEAR_SETS) ||
         PyModule_AddIntConstant(m, "LAYERED_SETS", LAYERED_SETS) ||

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from . import _page_kernel
-from ._page_kernel import code_images
+from ._page_kernel import Pipe, code_images
 from .causal import JBIG2_16, check_causal
 from .errors import ArchiveError, SerecodecError
 from .fileio import atomic_write_bytes
@@ -228,9 +228,10 @@ def _flat(images):
     return pixels, heights, widths
 
 
-def run(state: PageState, decoding: bool, pixels, heights, widths, payload, at) -> tuple:
+def run(state: PageState, decoding: bool, pixels, heights, widths, payload, at, pipe: Optional[Pipe] = None) -> tuple:
     """One call of the kernel with this model's layout (``state`` updated in place): (payload, bytes
-    read) as uint8 array and int."""
+    read) as uint8 array and int. With ``pipe``, an encoder also writes its bytes there as it goes
+    and a decoder reads them from there instead of ``payload``."""
     require_bilevel(pixels, "page model input")
     offsets, lengths = _kernel_templates(at)
     edges, layout = bases(), state.layout
@@ -242,7 +243,7 @@ def run(state: PageState, decoding: bool, pixels, heights, widths, payload, at) 
         offsets, offsets.shape[1], lengths, edges[:-1], int64(TABLE_BITS), int64(LIMITS[layout]), state.tables,
         state.weights, state.apm, APM_MODEL, MIXER_RATE, APM_RATE, int(edges[-1]), SQUASH, STRETCH, RECIPROCAL,
         state.runs, int64(RUN_MODELS), run_bases()[:-1], int(edges[-1]) + 1, state.weights2, state.final,
-        state.apm2, MATCH_BITS if layout == 3 else 0)
+        state.apm2, MATCH_BITS if layout == 3 else 0, pipe)
     return np.frombuffer(coded, dtype=np.uint8), read
 
 
@@ -260,6 +261,29 @@ class PageModel:
         pixels, heights, widths = _flat(images)
         payload, _ = run(self.state.copy(), False, pixels, heights, widths, np.zeros(0, np.uint8), at)
         return payload.tobytes(), at
+
+    def encode_checked(self, images, at: tuple, threads) -> tuple:
+        """(payload, check) for a list of 0/1 images: ``encode``'s payload, and a callable that
+        says whether it decodes back to ``images``. The encoder runs in a thread of ``threads``
+        (an executor) while the decoder runs here, reading the encoder's bytes through a pipe as
+        they are written, so on two cores the check costs about no time. (This way round, an
+        executor that runs its tasks at once in the caller, as a worker process's does, codes
+        first and decodes after; the encoder never waits for anything.)"""
+        pixels, heights, widths = _flat(images)
+        pipe = Pipe(2 * (pixels.size + int(heights.sum())) + 64)    # the most the range coder can write
+        empty = np.zeros(0, np.uint8)
+
+        def encode() -> np.ndarray:
+            try:
+                return run(self.state.copy(), False, pixels, heights, widths, empty, at, pipe)[0]
+            finally:
+                pipe.close()                  # however it ended, the decoder finishes
+        encoding = threads.submit(encode)
+        back = np.zeros_like(pixels)
+        _, read = run(self.state.copy(), True, back, heights, widths, empty, at, pipe)
+        payload = encoding.result()
+        decodes_back = abs(read - len(payload)) <= 4 and np.array_equal(back, pixels)
+        return payload.tobytes(), lambda: decodes_back
 
     def decode(self, payload: bytes, shapes, at) -> np.ndarray:
         """Flat pixels of ``shapes``; ArchiveError if the payload does not hold them exactly."""

@@ -292,3 +292,33 @@ def test_the_kernel_refuses_arrays_that_disagree_with_its_layout(model, monkeypa
         with monkeypatch.context() as patch, pytest.raises((ValueError, OverflowError)):
             patch.setattr(page_model, "MATCH_BITS", match_bits)
             page_model.run(**args)
+
+
+def test_the_checked_encoder_is_verified_by_a_decoder_reading_its_bytes_as_they_come(model):
+    """``encode_checked``: the same payload as ``encode``, and a check by the kernel's decoder
+    fed through a pipe while the encoder writes (a real decode: from another state it differs)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from serecodec.page_model import Pipe, PageModel, run
+    rng = np.random.default_rng(10)
+    images = [text_page(rng, (300, 400), 9), (rng.random((40, 50)) < 0.4).astype(np.uint8)]
+    with ThreadPoolExecutor(1) as threads:
+        payload, check = model.encode_checked(images, (-2, 3), threads)
+        assert payload == model.encode(images, (-2, 3))[0] and check()
+        other = PageModel(fresh_state(), "fresh")
+        flat = np.concatenate([im.reshape(-1) for im in images])
+        shape = (np.array([300, 40]), np.array([400, 50]))
+        pipe = Pipe(2 * (flat.size + 340) + 64)
+        back = np.zeros_like(flat)
+        decoding = threads.submit(run, other.state.copy(), True, back, *shape, np.zeros(0, np.uint8), (-2, 3), pipe)
+        run(model.state.copy(), False, flat, *shape, np.zeros(0, np.uint8), (-2, 3), pipe)
+        pipe.close()
+        decoding.result()
+        assert not np.array_equal(back, flat)                  # the wrong state decodes the wrong pixels
+        with pytest.raises(ValueError, match="already written"):
+            run(model.state.copy(), False, flat, *shape, np.zeros(0, np.uint8), (-2, 3), pipe)
+        with pytest.raises(ValueError, match="too small"):
+            run(model.state.copy(), False, flat, *shape, np.zeros(0, np.uint8), (-2, 3), Pipe(100))
+        unwritten = Pipe(1000)                                  # a writer that never came: the reader ends
+        unwritten.close()
+        _, read = run(model.state.copy(), True, np.zeros_like(flat), *shape, np.zeros(0, np.uint8), (-2, 3), unwritten)
+        assert read > 0

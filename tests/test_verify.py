@@ -34,7 +34,7 @@ def test_a_stretch_check_catches_a_wrong_pixel_or_stack(digits):
 
 
 def test_a_chunk_check_runs_beside_the_encoder_and_catches_a_wrong_pixel_or_payload():
-    """A chunk without a check of its own (here the page model's) is checked by decoding it again
+    """A chunk without a check of its own (here the page model's, encoded without one) is checked by decoding it again
     in a verifier thread; the check fails on a payload or an image that do not match."""
     from serecodec.container import Chunk
     from serecodec.errors import VerificationError

@@ -37,8 +37,12 @@ class Pages(PayloadMethod):
         images = list(images)
         candidates = period_candidates(max(images, key=lambda im: im.size), PERIOD_CANDIDATES)
         model, at = choose(models.pages, images, candidates)
+        fields = {"state": model.state_id, "at": at}
+        if verify:                  # checked by a decoder reading the encoder's bytes as they come
+            payload, check = model.encode_checked(images, at, models.verifier())
+            return Encoded(payload, fields, verified=check)
         payload, at = model.encode(images, at)
-        return Encoded(payload, {"state": model.state_id, "at": at})
+        return Encoded(payload, fields)
 
     def validate(self, chunk, shapes, models, unordered) -> None:
         models.pages_for(chunk.fields["state"])         # ModelUnavailable names a missing state
