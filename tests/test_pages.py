@@ -214,32 +214,35 @@ def test_the_compiled_kernel_codes_exactly_as_the_numba_kernel_did():
     """tests/data/legacy/pages-layered-numba.sere: written by the layered page model's numba
     kernel (the release before the C one). The C kernel must decode it and, from the same
     images, write the very same bytes."""
-    legacy = DATA / "legacy"
-    expected = np.load(legacy / "pages-layered-numba.npz")
-    images = [expected[str(i)] for i in range(len(expected.files))]
-    old = (legacy / "pages-layered-numba.sere").read_bytes()
+    images, old = _legacy("pages-layered-numba")
     codec = Codec()
     assert all(np.array_equal(a, b) for a, b in zip(codec.decompress(old), images, strict=True))
-    layered = Codec()
-    layered.models.pages_paths = [state_path("documents-layout2"), state_path("halftones-layout2")]
-    assert layered.compress(images, method="pages") == old      # from the layered state, as then
+    assert _layered_codec().compress(images, method="pages") == old      # from the layered state, as then
     assert len(codec.compress(images, method="pages")) < len(old)     # the shipped match layout: smaller
 
 
 def test_archives_of_the_match_layout_decode_and_encode_as_they_did():
     """tests/data/legacy/pages-layout-3.sere: written when the match layout first shipped; its
     state is found by id, and the same images with the same states give the same bytes."""
-    legacy = DATA / "legacy"
-    expected = np.load(legacy / "pages-layout-3.npz")
-    images = [expected[str(i)] for i in range(len(expected.files))]
-    old = (legacy / "pages-layout-3.sere").read_bytes()
+    images, old = _legacy("pages-layout-3")
     codec = Codec()
     assert all(np.array_equal(a, b) for a, b in zip(codec.decompress(old), images, strict=True))
     assert codec.models.pages_for(codec.read(old).chunks[0].fields["state"]).state.layout == 3
     assert codec.compress(images, method="pages") == old
-    layered = Codec()
-    layered.models.pages_paths = [state_path("documents-layout2"), state_path("halftones-layout2")]
-    assert len(layered.compress(images, method="pages")) > 1.02 * len(old)     # a real text crop: 2% smaller
+    assert len(_layered_codec().compress(images, method="pages")) > 1.02 * len(old)   # a real text crop: 2% smaller
+
+
+def _legacy(name: str) -> tuple:
+    """(images, archive bytes) of a fixture in tests/data/legacy (NAME.npz, NAME.sere)."""
+    expected = np.load(DATA / "legacy" / f"{name}.npz")
+    return [expected[str(i)] for i in range(len(expected.files))], (DATA / "legacy" / f"{name}.sere").read_bytes()
+
+
+def _layered_codec() -> Codec:
+    """A codec whose page model starts from the second layout's shipped states (no match model)."""
+    codec = Codec()
+    codec.models.pages_paths = [state_path("documents-layout2"), state_path("halftones-layout2")]
+    return codec
 
 
 def test_the_match_model_codes_real_text_smaller_from_the_same_untrained_start():
