@@ -38,6 +38,7 @@
 #define APM2_CONTEXTS (1 << 16)
 #define MATCH_STATES 3         /* the match model's states that pick the final mixer's weights: none, short, long */
 #define MATCH_LONG 16          /* a match this many pixels long is a long one */
+#define MATCH_CONTEXTS 33      /* the match context model: no match, or (predicted bit, length 0..15) */
 #define MAX_MODELS 16
 #define MAX_TEMPLATE 64
 #define TOP (1u << 24)
@@ -374,7 +375,7 @@ static int check(const Buffers *bp, int64_t models, int64_t kmax, int64_t apm_mo
             return fail("layered state of the wrong shape");
     }
     if (match_bits && (!layered || models < 4 || match_bits < 10 || match_bits > 24 ||
-                       runmap_slot + 64 * run_models + 64 > n_tables))
+                       runmap_slot + 64 * run_models + 64 + MATCH_CONTEXTS * 1024 > n_tables))
         return fail("match model of the wrong shape");
     if (match_bits < 0)
         return fail("match table bits out of range");
@@ -465,7 +466,7 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
         return NULL;
     }
     int64_t models = COUNT(lengths, int64_t), run_models = COUNT(run_model, int64_t);
-    int64_t n_mix = models + run_models + (match_bits ? 1 : 0) + 1;     /* the inputs, then the bias */
+    int64_t n_mix = models + run_models + (match_bits ? 2 : 0) + 1;     /* the inputs, then the bias */
     int layered = b.final.len > 0;
     if (check(&b, models, kmax, apm_model, tp_slot, runmap_slot, n_mix, layered, mixer_rate, apm_rate, match_bits)) {
         release(&b);
@@ -532,6 +533,7 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
     int64_t logits[FINAL_INPUTS] = {0};
     int64_t p_1 = 0, p_2 = 0, p_3 = 0, set2 = 0, set3 = 0, fset = 0, a2 = 0, frac = 0, a_slot = 0;
     int64_t offset = 0, match_slot = runmap_slot + 64 * run_models, m_at = 0, m_len = 0, m_slot = -1, m_key = 0;
+    int64_t m_context_slot = 0;
     int m_expected = 0, m_bits = 0, m_blank = 1;
     int64_t *match_table = NULL;
     int truncated = 0, nomem = 0;
@@ -608,6 +610,10 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
                             m_slot = -1;
                             inputs[bias] = 0;
                         }
+                        bias++;         /* the match state beside the 10-pixel context, as a context model */
+                        int64_t m_context = m_at ? 1 + m_expected * 16 + (m_len < 15 ? m_len : 15) : 0;
+                        m_context_slot = match_slot + 64 + m_context * 1024 + (int64_t)(raws[1] & 1023);
+                        inputs[bias] = stretch[(int64_t)tables[m_context_slot] >> (STATE_BITS + 10)];
                         bias++;
                     }
                     inputs[bias] = 256;
@@ -687,6 +693,7 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
                     runs[run_at[r]] = (uint8_t)((length << 1) | bit);
                 }
                 if (match_bits) {
+                    learn(tables, m_context_slot, bit, 1023, reciprocal);
                     if (m_slot >= 0) {
                         learn(tables, m_slot, bit == m_expected, 1023, reciprocal);
                         if (bit == m_expected) {      /* m_at < at: it stays on pixels already coded */
@@ -791,7 +798,8 @@ PyMODINIT_FUNC PyInit__page_kernel(void) {
         PyModule_AddIntConstant(m, "MIXER_SETS", MIXER_SETS) ||
         PyModule_AddIntConstant(m, "FINAL_INPUTS", FINAL_INPUTS) ||
         PyModule_AddIntConstant(m, "APM2_CONTEXTS", APM2_CONTEXTS) ||
-        PyModule_AddIntConstant(m, "MATCH_STATES", MATCH_STATES)) {
+        PyModule_AddIntConstant(m, "MATCH_STATES", MATCH_STATES) ||
+        PyModule_AddIntConstant(m, "MATCH_CONTEXTS", MATCH_CONTEXTS)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -6,7 +6,8 @@ Five context models look at the causal neighbourhood (templates from ``causal``)
 38-pixel one over five rows and a 25-pixel wide one (hashed), and one placed around the
 halftone period that the encoder finds by autocorrelation and stores in the chunk. A match
 model (layout 3) predicts that the pixels after the last place the same large context occurred
-in the image follow again, which is what repeated glyphs in a text page do. The state
+in the image follow again, which is what repeated glyphs in a text page do; a small context
+model over its state and the 10-pixel context learns how far to trust it. The state
 every chunk starts from (context probabilities and counts, mixer weights, APM) is fitted offline
 on the training pages of the real-document corpus (``training/fit_pages.py``) and shipped as a
 model file that the archive names by its hash, so one page codes well from its first row.
@@ -46,6 +47,8 @@ LIMITS = {1: (255, 1023, 255, 255, 255, 255), 2: (255, 1023, 255, 255, 255, 255)
 LAYOUT = 3                     # what fresh_state and the fits make: 1 one mixer, 2 layered, 3 layered + match
 MATCH_BITS = 18                # the match model's table of positions: at most 2^18 per image
 MATCH_STATES = 3               # final mixer weight sets per match state: none, short, long
+MATCH_CONTEXTS = 33            # the match context model's states (no match; predicted bit x length 0..15),
+                               # each beside the 10-pixel context
 APM_MODEL = 1
 RUN_MODELS = (2, 3)                       # the hashed models that keep a run map
 MIXER_SETS = 16
@@ -63,7 +66,7 @@ PERIOD_CANDIDATES = 4          # ... and then the adaptive pixel among this many
 _KERNEL_CONSTANTS = {"PAD": PAD, "STATE_BITS": STATE_BITS, "APM_STEP": APM_STEP, "NEAR_SETS": NEAR_SETS,
                      "LAYERED_SETS": LAYERED_SETS, "STRETCH_LIMIT": STRETCH_LIMIT, "MIXER_SETS": MIXER_SETS,
                      "FINAL_INPUTS": FINAL_INPUTS, "APM2_CONTEXTS": APM2_CONTEXTS,
-                     "MATCH_STATES": MATCH_STATES}
+                     "MATCH_STATES": MATCH_STATES, "MATCH_CONTEXTS": MATCH_CONTEXTS}
 if any(getattr(_page_kernel, name) != value for name, value in _KERNEL_CONSTANTS.items()):
     raise ImportError("serecodec._page_kernel was built for another page-model layout: reinstall serecodec")
 
@@ -128,8 +131,8 @@ class PageState:
     """Everything the kernel updates while coding: a chunk starts from a copy of the fitted one.
 
     The layout follows from the shapes: the first (one mixer, one APM) has empty ``weights2``,
-    ``final`` and ``apm2``; the third has one more mixer input (the match model), its 64 slots
-    at the end of ``tables`` and MATCH_STATES times the final mixer's weight sets. Files of every
+    ``final`` and ``apm2``; the third has two more mixer inputs (the match model and its context
+    model), their slots at the end of ``tables`` and MATCH_STATES times the final mixer's weight sets. Files of every
     layout (the archives that name them) decode as they always did."""
 
     tables: np.ndarray       # uint32 slots of every context model, the row-repeat flag, the run maps, the match
@@ -166,8 +169,9 @@ class PageState:
 
 
 def _inputs(layout: int) -> int:
-    """The mixers' inputs before the bias: the context models, the run maps, the match model."""
-    return len(TABLE_BITS) + len(RUN_MODELS) + (layout == 3)
+    """The mixers' inputs before the bias: the context models, the run maps, the match model
+    and its context model."""
+    return len(TABLE_BITS) + len(RUN_MODELS) + 2 * (layout == 3)
 
 
 def bases() -> np.ndarray:
@@ -187,7 +191,8 @@ def state_shapes(layout: int = LAYOUT) -> dict:
     """Each state array's shape in a layout (what a loaded file is checked against)."""
     layered, inputs = layout > 1, _inputs(layout) + 1
     final_sets = (MATCH_STATES if layout == 3 else 1) * MIXER_SETS if layered else 0
-    return {"tables": (int(bases()[-1]) + 1 + 64 * (len(RUN_MODELS) + (layout == 3)),),
+    match_slots = 64 + MATCH_CONTEXTS * 1024 if layout == 3 else 0     # (1024: the 10-pixel context)
+    return {"tables": (int(bases()[-1]) + 1 + 64 * len(RUN_MODELS) + match_slots,),
             "weights": (MIXER_SETS, inputs), "apm": (33 << TABLE_BITS[APM_MODEL],), "runs": (int(run_bases()[-1]),),
             "weights2": (LAYERED_SETS if layered else 0, inputs), "final": (final_sets, FINAL_INPUTS),
             "apm2": (33 * APM2_CONTEXTS if layered else 0,)}
