@@ -376,9 +376,7 @@ static int check(const Buffers *bp, int64_t models, int64_t kmax, int64_t apm_mo
     }
     if (match_bits && (!layered || models < 4 || match_bits < 10 || match_bits > 24 ||
                        runmap_slot + 64 * run_models + 64 + MATCH_CONTEXTS * 1024 > n_tables))
-        return fail("match model of the wrong shape");
-    if (match_bits < 0)
-        return fail("match table bits out of range");
+        return fail("match model of the wrong shape");       /* (a negative match_bits included) */
     if (mixer_rate < 0 || mixer_rate > 16 || apm_rate < 0 || apm_rate > 16)
         return fail("rates out of range");
     return 0;

@@ -135,8 +135,8 @@ class PageState:
     model), their slots at the end of ``tables`` and MATCH_STATES times the final mixer's weight sets. Files of every
     layout (the archives that name them) decode as they always did."""
 
-    tables: np.ndarray       # uint32 slots of every context model, the row-repeat flag, the run maps, the match
-    weights: np.ndarray      # int64 (MIXER_SETS, models + run maps [+ match] + 1)
+    tables: np.ndarray       # uint32 slots of every context model, the row-repeat flag, the run maps [, the match's]
+    weights: np.ndarray      # int64 (MIXER_SETS, models + run maps [+ match, its context model] + 1)
     apm: np.ndarray          # int64 (contexts of the APM model * 33)
     runs: np.ndarray         # uint8 per context of each run-map model: run length << 1 | last value
     weights2: np.ndarray     # int64 (LAYERED_SETS, inputs) or (0, inputs)
@@ -191,7 +191,7 @@ def state_shapes(layout: int = LAYOUT) -> dict:
     """Each state array's shape in a layout (what a loaded file is checked against)."""
     layered, inputs = layout > 1, _inputs(layout) + 1
     final_sets = (MATCH_STATES if layout == 3 else 1) * MIXER_SETS if layered else 0
-    match_slots = 64 + MATCH_CONTEXTS * 1024 if layout == 3 else 0     # (1024: the 10-pixel context)
+    match_slots = 64 + (MATCH_CONTEXTS << TABLE_BITS[1]) if layout == 3 else 0     # (beside the 10-pixel context)
     return {"tables": (int(bases()[-1]) + 1 + 64 * len(RUN_MODELS) + match_slots,),
             "weights": (MIXER_SETS, inputs), "apm": (33 << TABLE_BITS[APM_MODEL],), "runs": (int(run_bases()[-1]),),
             "weights2": (LAYERED_SETS if layered else 0, inputs), "final": (final_sets, FINAL_INPUTS),
