@@ -228,6 +228,8 @@ class Codec:
         """Code one chunk with every candidate ``method`` allows; keep the smallest, verified."""
         candidates = auto_order(images) if method == "auto" else (method,)
         best, tried = None, {}
+        ahead = {name: self.models.estimator().submit(by_name(name).estimate, images, self.models)
+                 for name in candidates[1:] if by_name(name).estimate_ahead(images)}
         for name in candidates:
             coder = by_name(name)
             refusal = coder.refuses(images, self.models)
@@ -237,7 +239,7 @@ class Codec:
                 tried[name] = "does not apply"
                 continue
             best_bytes = None if best is None else best[2]
-            if method == "auto" and not coder.worth_trying(images, self.models, best_bytes):
+            if method == "auto" and not coder.worth_trying(images, self.models, best_bytes, ahead.get(name)):
                 tried[name] = "not tried: its estimate cannot win"
                 continue
             encoded = coder.encode(images, self.models, verify=verify, unordered=unordered)

@@ -83,6 +83,26 @@ def test_auto_tries_the_likely_winner_first_and_skips_the_page_model_on_digits(s
     assert report[0].method == "pages" and report[0].candidates["adaptive"] == "not tried: its estimate cannot win"
 
 
+def test_bits_back_estimated_ahead_decides_as_inline(digits):
+    """On pages auto works bits-back's estimate out beside the page model's coding; it decides as
+    the inline estimate does, for sizes to beat on either side of it, and a page of digits on
+    bits-back's tile grid still goes to bits-back."""
+    mosaic = digits[:300].reshape(15, 20, 28, 28).transpose(0, 2, 1, 3).reshape(15 * 28, 20 * 28)
+    page = text_page(np.random.default_rng(0), size=(300, 400))
+    bits_back, models = by_name("bits-back"), Codec().models
+    assert bits_back.estimate_ahead([mosaic]) and not bits_back.estimate_ahead(list(digits[:10].reshape(-1, 28, 28)))
+    for image in (mosaic, page):
+        ahead = models.estimator().submit(bits_back.estimate, [image], models)
+        floor, guess = ahead.result()
+        assert 0 < floor < guess < np.inf
+        for best in (floor / 2, floor, (floor + guess) / 2, guess, 2 * guess):
+            assert bits_back.worth_trying([image], models, best, ahead) == bits_back.worth_trying([image], models, best)
+    report = []
+    codec = Codec()
+    assert np.array_equal(codec.decompress(codec.compress([mosaic], report=report))[0], mosaic)
+    assert report[0].method == "bits-back" and isinstance(report[0].candidates["pages"], int)
+
+
 def test_chunks_are_planned_by_pixels():
     assert plan_chunks([(28, 28)] * 10, 4 * 784) == [(0, 4), (4, 8), (8, 10)]
     assert plan_chunks([(1000, 1000), (1, 1), (28, 28)], 4 * 784) == [(0, 1), (1, 3)]

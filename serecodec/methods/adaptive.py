@@ -10,7 +10,7 @@ class Adaptive(TableParameter, PayloadMethod):
     name, code = "adaptive", 2
     rows_per_byte = 8 * 2048              # a repeated row costs one flag, P <= 1 - 1/1026 (counts halve past 512)
 
-    def worth_trying(self, images, models, best_bytes) -> bool:
+    def worth_trying(self, images, models, best_bytes, ahead=None) -> bool:
         """Not after the page model on pages (``auto_order`` tries it first there): its mixture
         starts from this model's template, and it coded all 90 held-out documents of the corpus
         smaller (results/documents.json). On small images, or with nothing to beat, tried."""

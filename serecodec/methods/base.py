@@ -3,6 +3,7 @@ own header fields. The container stores a chunk's method code, parameter bytes a
 the method alone gives them meaning, so adding one touches its module and the registry."""
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -58,9 +59,19 @@ class PayloadMethod:
         """Why this method cannot code ``images`` (None when it can)."""
         return None
 
-    def worth_trying(self, images, models: Models, best_bytes: Optional[int]) -> bool:
-        """Whether ``auto`` should try it on ``images``, the best candidate so far being ``best_bytes``."""
+    def worth_trying(self, images, models: Models, best_bytes: Optional[int], ahead: Optional[Future] = None) -> bool:
+        """Whether ``auto`` should try it on ``images``, the best candidate so far being
+        ``best_bytes``; ``ahead``: ``estimate``'s answer, worked out beside the earlier candidates."""
         return True
+
+    def estimate_ahead(self, images) -> bool:
+        """Whether ``auto`` should work out ``estimate`` beside the candidates it tries first, so
+        that deciding on this method after them costs no wall time."""
+        return False
+
+    def estimate(self, images, models: Models):
+        """What ``worth_trying`` decides by, found without coding (for methods that estimate ahead)."""
+        raise NotImplementedError
 
     def encode(self, images, models: Models, progress: Progress = None, verify: bool = False,
                unordered: bool = False) -> Encoded:

@@ -16,7 +16,7 @@ class Deflate(PayloadMethod):
     name, code = "deflate", 0
     pixels_per_byte = 8 * 1032            # deflate expands at most 1032:1
 
-    def worth_trying(self, images, models, best_bytes) -> bool:
+    def worth_trying(self, images, models, best_bytes, ahead=None) -> bool:
         return sum(image.size for image in images) <= AUTO_MAX_PIXELS
 
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:

@@ -38,7 +38,7 @@ class LzmaPixels(PayloadMethod):
     name, code = "lzma", 4
     pixels_per_byte = 8 << 16             # a raw LZMA2 stream expands at most ~7,000:1; room to spare
 
-    def worth_trying(self, images, models, best_bytes) -> bool:
+    def worth_trying(self, images, models, best_bytes, ahead=None) -> bool:
         raw = _packed(images)
         if best_bytes is None or len(raw) <= SAMPLE_BYTES:
             return True

@@ -41,7 +41,7 @@ class Models:
         self._pages: dict = {}           # state id -> PageModel
         self._page_choices = None
         self.pages_paths = None          # the caller's page-model files (None: the shipped ones)
-        self._verifier, self._verifier_pid = None, None
+        self._pools: dict = {}            # name -> (executor, pid that made it)
         self.verify_workers = 1
 
     @property
@@ -142,18 +142,28 @@ class Models:
             pass                             # no coding model: bits-back is then refused where it is needed
 
     def checks_inline(self) -> None:
-        """Run checks in the calling thread from now on: in a worker process, whose core is busy
-        with its own chunks, a checking thread only competes with it (2 workers on 2 cores,
+        """Run checks (and estimates) in the calling thread from now on: in a worker process,
+        whose core is busy with its own chunks, a checking thread only competes with it (2 workers on 2 cores,
         6,000 digits verified: 23.9 s inline, 26.9 s in threads)."""
-        self._verifier, self._verifier_pid = _Inline(), os.getpid()
+        self._pools = {name: (_Inline(), os.getpid()) for name in ("verify", "estimate")}
+
+    def _pool(self, name: str, workers: int):
+        """This process's executor ``name``: a forked worker makes its own (the threads of its
+        parent's pool do not exist in it)."""
+        pool, pid = self._pools.get(name, (None, None))
+        if pool is None or pid != os.getpid():
+            pool = ThreadPoolExecutor(workers, thread_name_prefix=f"serecodec-{name}")
+            self._pools[name] = (pool, os.getpid())
+        return pool
 
     def verifier(self):
-        """The threads that check a method's output while the encoder goes on (``verify_workers``).
-        A forked worker makes its own: the threads of its parent's pool do not exist in it."""
-        if self._verifier is None or self._verifier_pid != os.getpid():
-            self._verifier = ThreadPoolExecutor(self.verify_workers, thread_name_prefix="serecodec-verify")
-            self._verifier_pid = os.getpid()
-        return self._verifier
+        """The threads that check a method's output while the encoder goes on (``verify_workers``)."""
+        return self._pool("verify", self.verify_workers)
+
+    def estimator(self):
+        """The thread where ``auto`` works out later candidates' estimates beside the first
+        candidate's coding (``PayloadMethod.estimate_ahead``); inline in a worker process."""
+        return self._pool("estimate", 1)
 
     def limited(self):
         """BLAS threads for the coder's products. One is the default: on a busy 2-core machine a

@@ -24,7 +24,7 @@ class Pages(PayloadMethod):
             raise ArchiveError("corrupted archive: bad page-model parameters")
         return {"state": raw[:ID_BYTES].hex(), "at": check_at((-raw[ID_BYTES], raw[ID_BYTES + 1] - 128))}
 
-    def worth_trying(self, images, models, best_bytes) -> bool:
+    def worth_trying(self, images, models, best_bytes, ahead=None) -> bool:
         """With a size to beat: the first fitted state's bytes on the sample the encoder would
         choose its state by (``page_model.sample``), scaled to the whole chunk."""
         if best_bytes is None:

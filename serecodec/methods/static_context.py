@@ -22,7 +22,7 @@ class StaticContext(TableParameter, PayloadMethod):
     def refuses(self, images, models):
         return None if _digits(images) else "the static context model codes 28x28 images only; use adaptive"
 
-    def worth_trying(self, images, models, best_bytes) -> bool:
+    def worth_trying(self, images, models, best_bytes, ahead=None) -> bool:
         return len(images) <= AUTO_MAX_IMAGES
 
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
