@@ -79,6 +79,20 @@ def test_the_archive_names_the_fitted_state(tmp_path):
         codec.decompress(bytes(forged))
 
 
+def test_a_decoder_codes_in_a_state_of_its_own_and_the_kept_states_stay_as_fitted():
+    """A decoder that has not loaded the archive's state loads one for its own use and decodes in
+    it (no copy); one that has (after compressing) decodes in a copy. Either way, chunks after
+    the first, later archives and the encoder's next choices see the fitted states."""
+    pages = [text_page(np.random.default_rng(seed), (150, 200), 8) for seed in (5, 6)]
+    codec = Codec(chunk_pixels=150 * 200)
+    data = codec.compress(pages, method="pages")
+    assert len(codec.read(data).chunks) == 2
+    fresh = Codec(chunk_pixels=150 * 200)
+    for decoder in (fresh, fresh, codec, codec):
+        assert all(np.array_equal(a, b) for a, b in zip(decoder.decompress(data), pages))
+    assert codec.compress(pages, method="pages") == data and fresh.compress(pages, method="pages") == data
+
+
 def test_damaged_payloads_fail_cleanly(model):
     rng = np.random.default_rng(5)
     page = text_page(rng, (300, 300), 10)

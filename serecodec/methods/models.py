@@ -14,7 +14,8 @@ from ..adaptive import load_adaptive_model
 from ..bitsback import MAX_PARTICLES
 from ..coding_model import CodingModel, load_coding_model
 from ..context_model import load_context_model
-from ..page_model import (SHIPPED_STATES, PageModelError, find_page_state, installed_states, load_page_model,
+from ..page_model import (SHIPPED_STATES, PageModel, PageModelError, find_page_state, installed_states,
+                          load_page_model,
                           state_path)
 from ..errors import InputError, ModelUnavailable, SerecodecError
 from ..registry import find_by_hash, resolve_coding_model
@@ -40,6 +41,7 @@ class Models:
         self._context = None
         self._pages: dict = {}           # state id -> PageModel
         self._page_choices = None
+        self._page_files: dict = {}       # state id -> its file (found by hash)
         self.pages_paths = None          # the caller's page-model files (None: the shipped ones)
         self._pools: dict = {}            # name -> (executor, pid that made it)
         self.verify_workers = 1
@@ -110,20 +112,47 @@ class Models:
 
     def pages_for(self, wanted: str):
         """The page model whose fitted state an archive names: the caller's or a shipped one,
-        else an installed ``*.pages.npz`` with that id."""
+        else an installed ``*.pages.npz`` with that id (loaded, kept)."""
+        if wanted not in self._pages:
+            model = self._load_pages(wanted)
+            self._pages[wanted] = model
+        return self._pages[wanted]
+
+    def pages_to_use_up(self, wanted: str):
+        """A page model of state ``wanted`` whose state the caller may code in (and so change): a
+        copy of a loaded one, else one loaded from its file for this use alone, which spares a
+        decoder the copy and keeps no 62 MB state after it."""
         if self.pages_paths:
             self.pages               # noqa: B018 (the caller's states, loaded into the cache)
         if wanted in self._pages:
+            kept = self._pages[wanted]
+            return PageModel(kept.state.copy(), kept.state_id)
+        return self._load_pages(wanted)
+
+    def page_state_path(self, wanted: str):
+        """The file of the page-model state ``wanted`` (ModelUnavailable when there is none)."""
+        if self.pages_paths:
+            self.pages               # noqa: B018 (the caller's states, loaded into the cache)
+        if wanted in self._pages:
+            return None              # (loaded already: the caller's, or an earlier chunk's)
+        if wanted not in self._page_files:
+            found = find_page_state(wanted)      # (by hash: a decoder loads only the state it needs)
+            if found is None:
+                raise ModelUnavailable(f"archive needs page model {wanted}, which is neither shipped nor "
+                                       f"installed (a NAME.pages.npz in the model directories)")
+            self._page_files[wanted] = found
+        return self._page_files[wanted]
+
+    def _load_pages(self, wanted: str):
+        path = self.page_state_path(wanted)
+        if path is None:
             return self._pages[wanted]
-        found = find_page_state(wanted)          # (by hash: a decoder loads only the state it needs)
-        if found is None:
-            raise ModelUnavailable(f"archive needs page model {wanted}, which is neither shipped nor installed "
-                                   f"(a NAME.pages.npz in the model directories)")
         try:
-            model = load_page_model(found)
+            model = load_page_model(path)
         except PageModelError as exc:
             raise ModelUnavailable(str(exc)) from None
-        self._pages[wanted] = model
+        if model.state_id != wanted:             # (the file changed since it was found)
+            raise ModelUnavailable(f"{path}: no longer page model {wanted}")
         return model
 
     @property

@@ -4,7 +4,7 @@ mixer and an APM, started from a state fitted on real documents. Its parameters 
 from __future__ import annotations
 
 from ..errors import ArchiveError
-from ..page_model import PERIOD_CANDIDATES, check_at, choose, period_candidates, sample_size
+from ..page_model import PERIOD_CANDIDATES, Scratch, check_at, choose, period_candidates, sample_size
 from .base import Encoded, PayloadMethod, split_flat
 
 ID_BYTES = 8
@@ -36,18 +36,19 @@ class Pages(PayloadMethod):
     def encode(self, images, models, progress=None, verify=False, unordered=False) -> Encoded:
         images = list(images)
         candidates = period_candidates(max(images, key=lambda im: im.size), PERIOD_CANDIDATES)
-        model, at = choose(models.pages, images, candidates)
+        scratch = Scratch()                     # the probes' working state, then the encoder's
+        model, at = choose(models.pages, images, candidates, scratch)
         fields = {"state": model.state_id, "at": at}
         if verify:                  # checked by a decoder reading the encoder's bytes as they come
-            payload, check = model.encode_checked(images, at, models.verifier())
+            payload, check = model.encode_checked(images, at, models.verifier(), scratch)
             return Encoded(payload, fields, verified=check)
-        payload, at = model.encode(images, at)
+        payload, at = model.encode(images, at, scratch)
         return Encoded(payload, fields)
 
     def validate(self, chunk, shapes, models, unordered) -> None:
-        models.pages_for(chunk.fields["state"])         # ModelUnavailable names a missing state
+        models.page_state_path(chunk.fields["state"])   # ModelUnavailable names a missing state
         super().validate(chunk, shapes, models, unordered)
 
     def decode(self, chunk, shapes, models, progress=None) -> list:
-        model = models.pages_for(chunk.fields["state"])
-        return split_flat(model.decode(chunk.payload, shapes, chunk.fields["at"]), shapes)
+        model = models.pages_to_use_up(chunk.fields["state"])
+        return split_flat(model.decode(chunk.payload, shapes, chunk.fields["at"], in_place=True), shapes)
