@@ -18,8 +18,9 @@ import click
 import numpy as np
 
 from . import cli_models
-from .cli_support import (SUFFIX, cores, friendly_errors, progress_bar, read_input_bytes, refuse_existing, same_file,
+from .cli_support import (SUFFIX, cores, friendly_errors, read_input_bytes, refuse_existing, same_file,
                           write_stdout)
+from .progress import progress_bar
 from .bitsback import initial_word_count
 from .codec import METHOD_CHOICES, Codec, as_images, default_workers, describe_range
 from .errors import ArchiveError, InputError, SerecodecError

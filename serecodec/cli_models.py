@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from .cli_support import friendly_errors, progress_bar, refuse_existing
+from .cli_support import friendly_errors, refuse_existing
+from .progress import progress_bar
 from .data import fixed_test_set, load_mnist
 from .errors import InputError
 from .images import read_npy

@@ -60,14 +60,6 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def progress_bar(total: int, desc: str, quiet: bool, least: int = 512):
-    """A progress bar on a terminal only (never in pipes or logs), for work of at least ``least`` items."""
-    from tqdm import tqdm       # (only when a command shows progress)
-
-    return tqdm(total=total, desc=desc, unit="img", disable=quiet or total < least or not sys.stderr.isatty(),
-                file=sys.stderr, leave=False)
-
-
 def same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)

@@ -7,7 +7,6 @@ once per image; the k samples are pushed through the rest of the hierarchy in ch
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 
 import math
 import time
@@ -24,6 +23,7 @@ from .export import export_coding_model
 from .registry import resolve_coding_model
 from .data import NUM_PIXELS
 from .model import SeReVAE
+from .progress import silent_bar
 
 LN2 = math.log(2.0)
 
@@ -128,16 +128,8 @@ def coding_bound(coding_model, images: np.ndarray, particles: int = 1, chunk: in
     return {key: value / len(images) for key, value in totals.items()}
 
 
-def _no_progress(total: int, desc: str):
-
-    class _Bar:
-        def update(self, n: int = 1) -> None:
-            pass
-    return nullcontext(_Bar())
-
-
 def coded_rates(model_spec, model: SeReVAE, images: np.ndarray, particles: int = 1,
-                progress: Callable = _no_progress) -> dict:
+                progress: Callable = silent_bar) -> dict:
     """Run the real bits-back coder over 28x28 ``images`` and report its rates and speed.
 
     Coded as one chunk from initial words (no warm start), so the net rate (payload less those
