@@ -52,10 +52,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data) -> None:
     """Write ``path`` through a temporary file beside it, renamed into place when complete (a
     reader never sees half a file; an interrupted write leaves the old file). Missing parent
-    directories are created; a failure names ``path``, never the temporary."""
+    directories are created; a failure names ``path``, never the temporary. ``data``: bytes, or
+    a list of bytes-like parts written one after the other (no joined copy of large arrays)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory")
@@ -71,7 +72,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for part in data if isinstance(data, list) else [data]:
+                fh.write(part)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -29,3 +31,11 @@ def tiny_config(**overrides) -> ModelConfig:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_cache(tmp_path_factory):
+    """Page-state cache files (``state_cache``) in the session's own directory, not the user's
+    (the CLI's subprocesses inherit it)."""
+    os.environ["SERECODEC_STATE_CACHE"] = str(tmp_path_factory.mktemp("page-states"))
+    yield

@@ -126,8 +126,8 @@ class Models:
             self.pages               # noqa: B018 (the caller's states, loaded into the cache)
         if wanted in self._pages:
             kept = self._pages[wanted]
-            return PageModel(kept.state.copy(), kept.state_id)
-        return self._load_pages(wanted)
+            return PageModel(kept.working_state(), kept.state_id)
+        return self._load_pages(wanted, cache=False)
 
     def page_state_path(self, wanted: str):
         """The file of the page-model state ``wanted`` (ModelUnavailable when there is none)."""
@@ -143,12 +143,12 @@ class Models:
             self._page_files[wanted] = found
         return self._page_files[wanted]
 
-    def _load_pages(self, wanted: str):
+    def _load_pages(self, wanted: str, cache: bool = True):
         path = self.page_state_path(wanted)
         if path is None:
             return self._pages[wanted]
         try:
-            model = load_page_model(path)
+            model = load_page_model(path, cache)
         except PageModelError as exc:
             raise ModelUnavailable(str(exc)) from None
         if model.state_id != wanted:             # (the file changed since it was found)
