@@ -310,7 +310,7 @@ static int fail(const char *message) {
  * anything is off: the loop below then never reads or writes outside an array). */
 static int check(const Buffers *bp, int64_t models, int64_t kmax, int64_t apm_model, int64_t tp_slot,
                        int64_t runmap_slot, int64_t n_mix, int layered, int64_t mixer_rate, int64_t apm_rate,
-                       int64_t match_bits) {
+                       int64_t match_bits, int64_t linear) {
     Buffers b = *bp;
     int64_t n_images = COUNT(heights, int64_t), total = 0;
     if (COUNT(widths, int64_t) != n_images)
@@ -379,6 +379,8 @@ static int check(const Buffers *bp, int64_t models, int64_t kmax, int64_t apm_mo
         return fail("match model of the wrong shape");       /* (a negative match_bits included) */
     if (mixer_rate < 0 || mixer_rate > 16 || apm_rate < 0 || apm_rate > 16)
         return fail("rates out of range");
+    if (linear != 0 && linear != 1)
+        return fail("linear inputs flag not 0 or 1");
     return 0;
 }
 
@@ -450,23 +452,24 @@ static PyTypeObject PipeType = {
 static PyObject *code_images(PyObject *self, PyObject *args) {
     (void)self;
     int decoding;
-    Py_ssize_t kmax, apm_model, mixer_rate, apm_rate, tp_slot, runmap_slot, match_bits;
+    Py_ssize_t kmax, apm_model, mixer_rate, apm_rate, tp_slot, runmap_slot, match_bits, linear;
     PyObject *pixels_object, *pipe_object = Py_None;
     Buffers b;
     memset(&b, 0, sizeof(b));
-    if (!PyArg_ParseTuple(args, "pOy*y*y*y*ny*y*y*y*w*w*w*nnnny*y*y*w*y*y*nw*w*w*n|O:code_images", &decoding,
+    if (!PyArg_ParseTuple(args, "pOy*y*y*y*ny*y*y*y*w*w*w*nnnny*y*y*w*y*y*nw*w*w*nn|O:code_images", &decoding,
                           &pixels_object, &b.heights, &b.widths, &b.payload, &b.offsets, &kmax, &b.lengths, &b.bases,
                           &b.bits, &b.limits, &b.tables, &b.weights, &b.apm, &apm_model, &mixer_rate, &apm_rate,
                           &tp_slot, &b.squash, &b.stretch, &b.reciprocal, &b.runs, &b.run_model, &b.run_bases,
-                          &runmap_slot, &b.weights2, &b.final, &b.apm2, &match_bits, &pipe_object) ||
+                          &runmap_slot, &b.weights2, &b.final, &b.apm2, &match_bits, &linear, &pipe_object) ||
         PyObject_GetBuffer(pixels_object, &b.pixels, decoding ? PyBUF_WRITABLE : PyBUF_SIMPLE)) {
         release(&b);
         return NULL;
     }
     int64_t models = COUNT(lengths, int64_t), run_models = COUNT(run_model, int64_t);
-    int64_t n_mix = models + run_models + (match_bits ? 2 : 0) + 1;     /* the inputs, then the bias */
+    int64_t n_mix = models + run_models + (match_bits ? 2 : 0) + (linear ? models : 0) + 1;   /* inputs, then the bias */
     int layered = b.final.len > 0;
-    if (check(&b, models, kmax, apm_model, tp_slot, runmap_slot, n_mix, layered, mixer_rate, apm_rate, match_bits)) {
+    if (check(&b, models, kmax, apm_model, tp_slot, runmap_slot, n_mix, layered, mixer_rate, apm_rate, match_bits,
+              linear)) {
         release(&b);
         return NULL;
     }
@@ -527,7 +530,7 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
     }
     int64_t first[MAX_MODELS + 1];
     uint64_t raws[MAX_MODELS] = {0};
-    int64_t inputs[MAX_MODELS * 2 + 2], slots[MAX_MODELS], run_at[MAX_MODELS], run_slot[MAX_MODELS];
+    int64_t inputs[MAX_MODELS * 3 + 2], slots[MAX_MODELS], run_at[MAX_MODELS], run_slot[MAX_MODELS];
     int64_t logits[FINAL_INPUTS] = {0};
     int64_t p_1 = 0, p_2 = 0, p_3 = 0, set2 = 0, set3 = 0, fset = 0, a2 = 0, frac = 0, a_slot = 0;
     int64_t offset = 0, match_slot = runmap_slot + 64 * run_models, m_at = 0, m_len = 0, m_slot = -1, m_key = 0;
@@ -614,6 +617,9 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
                         inputs[bias] = stretch[(int64_t)tables[m_context_slot] >> (STATE_BITS + 10)];
                         bias++;
                     }
+                    if (linear)         /* each context's probability itself too, not only its stretch */
+                        for (int64_t m = 0; m < models; m++)
+                            inputs[bias++] = (((int64_t)tables[slots[m]] >> (STATE_BITS + 10)) - 2048) >> 1;
                     inputs[bias] = 256;
                     wset = ((int64_t)buffer[at - 1] << 3) | ((int64_t)buffer[at - stride - 1] << 2) |
                            ((int64_t)buffer[at - stride] << 1) | (int64_t)buffer[at - stride + 1];

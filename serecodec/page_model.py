@@ -7,7 +7,9 @@ Five context models look at the causal neighbourhood (templates from ``causal``)
 halftone period that the encoder finds by autocorrelation and stores in the chunk. A match
 model (layout 3) predicts that the pixels after the last place the same large context occurred
 in the image follow again, which is what repeated glyphs in a text page do; a small context
-model over its state and the 10-pixel context learns how far to trust it. The state
+model over its state and the 10-pixel context learns how far to trust it. Layout 4 gives the
+mixers each context model's probability twice, as its stretch and as itself (paq8px's image
+models do the same), so a mixer weighs a confident context differently from a hesitant one. The state
 every chunk starts from (context probabilities and counts, mixer weights, APM) is fitted offline
 on the training pages of the real-document corpus (``training/fit_pages.py``) and shipped as a
 model file that the archive names by its hash, so one page codes well from its first row.
@@ -43,8 +45,10 @@ TABLE_BITS = (17, 10, 22, 22, 20)        # per model: direct when the template f
 # Count limits per model, then the row-repeat flag's, by layout: 1 and 2 keep theirs so their
 # archives decode as they did; layout 3's slower hashed models won 0.3% on the held-out corpus.
 LIMITS = {1: (255, 1023, 255, 255, 255, 255), 2: (255, 1023, 255, 255, 255, 255),
-          3: (1023, 1023, 1023, 1023, 255, 255)}
-LAYOUT = 3                     # what fresh_state and the fits make: 1 one mixer, 2 layered, 3 layered + match
+          3: (1023, 1023, 1023, 1023, 255, 255), 4: (1023, 1023, 1023, 1023, 255, 255)}
+LAYOUT = 4                     # what fresh_state and the fits make: 1 one mixer, 2 layered, 3 layered + match,
+                               # 4 the same with linear inputs beside the stretched ones
+LAYOUTS = (1, 2, 3, 4)
 MATCH_BITS = 18                # the match model's table of positions: at most 2^18 per image
 MATCH_STATES = 3               # final mixer weight sets per match state: none, short, long
 MATCH_CONTEXTS = 33            # the match context model's states (no match; predicted bit x length 0..15),
@@ -132,11 +136,13 @@ class PageState:
 
     The layout follows from the shapes: the first (one mixer, one APM) has empty ``weights2``,
     ``final`` and ``apm2``; the third has two more mixer inputs (the match model and its context
-    model), their slots at the end of ``tables`` and MATCH_STATES times the final mixer's weight sets. Files of every
+    model), their slots at the end of ``tables`` and MATCH_STATES times the final mixer's weight
+    sets; the fourth one more input per context model (its linear probability). Files of every
     layout (the archives that name them) decode as they always did."""
 
     tables: np.ndarray       # uint32 slots of every context model, the row-repeat flag, the run maps [, the match's]
-    weights: np.ndarray      # int64 (MIXER_SETS, models + run maps [+ match, its context model] + 1)
+    weights: np.ndarray      # int64 (MIXER_SETS, models + run maps [+ match, its context model]
+                             #        [+ models, linear] + 1)
     apm: np.ndarray          # int64 (contexts of the APM model * 33)
     runs: np.ndarray         # uint8 per context of each run-map model: run length << 1 | last value
     weights2: np.ndarray     # int64 (LAYERED_SETS, inputs) or (0, inputs)
@@ -165,7 +171,11 @@ class PageState:
 
     @property
     def layout(self) -> int:
-        return 1 if not self.layered else (3 if self.weights.shape[1] == _inputs(3) + 1 else 2)
+        """The layout whose mixer width this state has (the first: no layered mixers); 2 when
+        none fits, which ``load_page_model``'s shape check then refuses."""
+        if not self.layered:
+            return 1
+        return next((layout for layout in LAYOUTS[1:] if _inputs(layout) + 1 == self.weights.shape[1]), 2)
 
 
 class Scratch:
@@ -184,8 +194,8 @@ class Scratch:
 
 def _inputs(layout: int) -> int:
     """The mixers' inputs before the bias: the context models, the run maps, the match model
-    and its context model."""
-    return len(TABLE_BITS) + len(RUN_MODELS) + 2 * (layout == 3)
+    and its context model, the context models' linear probabilities."""
+    return len(TABLE_BITS) + len(RUN_MODELS) + 2 * (layout >= 3) + len(TABLE_BITS) * (layout >= 4)
 
 
 def bases() -> np.ndarray:
@@ -204,8 +214,8 @@ def _identity_apm(contexts: int) -> np.ndarray:
 def state_shapes(layout: int = LAYOUT) -> dict:
     """Each state array's shape in a layout (what a loaded file is checked against)."""
     layered, inputs = layout > 1, _inputs(layout) + 1
-    final_sets = (MATCH_STATES if layout == 3 else 1) * MIXER_SETS if layered else 0
-    match_slots = 64 + (MATCH_CONTEXTS << TABLE_BITS[1]) if layout == 3 else 0     # (beside the 10-pixel context)
+    final_sets = (MATCH_STATES if layout >= 3 else 1) * MIXER_SETS if layered else 0
+    match_slots = 64 + (MATCH_CONTEXTS << TABLE_BITS[1]) if layout >= 3 else 0     # (beside the 10-pixel context)
     return {"tables": (int(bases()[-1]) + 1 + 64 * len(RUN_MODELS) + match_slots,),
             "weights": (MIXER_SETS, inputs), "apm": (33 << TABLE_BITS[APM_MODEL],), "runs": (int(run_bases()[-1]),),
             "weights2": (LAYERED_SETS if layered else 0, inputs), "final": (final_sets, FINAL_INPUTS),
@@ -214,7 +224,8 @@ def state_shapes(layout: int = LAYOUT) -> dict:
 
 def fresh_state(layout: int = LAYOUT) -> PageState:
     """The untrained state of a layout: every context at P = 1/2, no runs, equal mixer weights,
-    identity APMs (layout 1: without the extra mixers and second APM; 2: without the match model)."""
+    identity APMs (layout 1: without the extra mixers and second APM; 2: without the match model;
+    3: without the linear inputs)."""
     shapes = state_shapes(layout)
     tables = np.full(shapes["tables"], (1 << 21) << STATE_BITS, dtype=np.uint32)
     inputs = _inputs(layout)
@@ -262,7 +273,7 @@ def run(state: PageState, decoding: bool, pixels, heights, widths, payload, at, 
         offsets, offsets.shape[1], lengths, edges[:-1], int64(TABLE_BITS), int64(LIMITS[layout]), state.tables,
         state.weights, state.apm, APM_MODEL, MIXER_RATE, APM_RATE, int(edges[-1]), SQUASH, STRETCH, RECIPROCAL,
         state.runs, int64(RUN_MODELS), run_bases()[:-1], int(edges[-1]) + 1, state.weights2, state.final,
-        state.apm2, MATCH_BITS if layout == 3 else 0, pipe)
+        state.apm2, MATCH_BITS if layout >= 3 else 0, int(layout >= 4), pipe)
     return np.frombuffer(coded, dtype=np.uint8), read
 
 

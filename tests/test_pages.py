@@ -10,7 +10,8 @@ from pathlib import Path
 from serecodec.codec import Codec
 from serecodec.errors import ArchiveError, ModelUnavailable, SerecodecError
 from serecodec.methods.models import Models
-from serecodec.page_model import PAD, SHIPPED_STATES, find_period, fresh_state, load_page_model, state_path, templates
+from serecodec.page_model import (LAYOUT, LAYOUTS, PAD, SHIPPED_STATES, find_period, fresh_state, load_page_model,
+                                  state_path, templates)
 from serecodec.synthetic import line_art, text_page
 
 
@@ -219,7 +220,7 @@ def test_a_state_file_of_the_wrong_layout_is_refused(tmp_path):
     save_state(state, tmp_path / "final.pages.npz")
     with pytest.raises(PageModelError, match="wrong layout"):
         load_page_model(tmp_path / "final.pages.npz")
-    for layout in (1, 2, 3):
+    for layout in LAYOUTS:
         save_state(fresh_state(layout), tmp_path / f"{layout}.pages.npz")
         assert load_page_model(tmp_path / f"{layout}.pages.npz").state.layout == layout
 
@@ -231,19 +232,22 @@ def test_the_compiled_kernel_codes_exactly_as_the_numba_kernel_did():
     images, old = _legacy("pages-layered-numba")
     codec = Codec()
     assert all(np.array_equal(a, b) for a, b in zip(codec.decompress(old), images, strict=True))
-    assert _layered_codec().compress(images, method="pages") == old      # from the layered state, as then
+    assert _codec_of_layout(2).compress(images, method="pages") == old      # from the layered state, as then
     assert len(codec.compress(images, method="pages")) < len(old)     # the shipped match layout: smaller
 
 
-def test_archives_of_the_match_layout_decode_and_encode_as_they_did():
-    """tests/data/legacy/pages-layout-3.sere: written when the match layout first shipped; its
-    state is found by id, and the same images with the same states give the same bytes."""
-    images, old = _legacy("pages-layout-3")
+@pytest.mark.parametrize("layout", [3, 4])
+def test_archives_of_the_match_layouts_decode_and_encode_as_they_did(layout):
+    """tests/data/legacy/pages-layout-N.sere: written when layout N (3: the match model; 4: its
+    linear inputs) first shipped; its state is found by id, and the same images with the same
+    states give the same bytes."""
+    images, old = _legacy(f"pages-layout-{layout}")
     codec = Codec()
     assert all(np.array_equal(a, b) for a, b in zip(codec.decompress(old), images, strict=True))
-    assert codec.models.pages_for(codec.read(old).chunks[0].fields["state"]).state.layout == 3
-    assert codec.compress(images, method="pages") == old
-    assert len(_layered_codec().compress(images, method="pages")) > 1.01 * len(old)   # a real text crop: 2% smaller
+    assert codec.models.pages_for(codec.read(old).chunks[0].fields["state"]).state.layout == layout
+    assert _codec_of_layout(layout).compress(images, method="pages") == old
+    # a real text crop: the match model 2% smaller than the layered layout, its linear inputs 0.8% smaller again
+    assert len(_codec_of_layout(layout - 1).compress(images, method="pages")) > {3: 1.01, 4: 1.005}[layout] * len(old)
 
 
 def _legacy(name: str) -> tuple:
@@ -252,10 +256,11 @@ def _legacy(name: str) -> tuple:
     return [expected[str(i)] for i in range(len(expected.files))], (DATA / "legacy" / f"{name}.sere").read_bytes()
 
 
-def _layered_codec() -> Codec:
-    """A codec whose page model starts from the second layout's shipped states (no match model)."""
+def _codec_of_layout(layout: int) -> Codec:
+    """A codec whose page model starts from a layout's shipped states (the current ones: 4)."""
     codec = Codec()
-    codec.models.pages_paths = [state_path("documents-layout2"), state_path("halftones-layout2")]
+    if layout != LAYOUT:
+        codec.models.pages_paths = [state_path(f"documents-layout{layout}"), state_path(f"halftones-layout{layout}")]
     return codec
 
 
@@ -288,7 +293,10 @@ def test_the_kernel_refuses_arrays_that_disagree_with_its_layout(model, monkeypa
     short = model.state.copy()
     short.weights2 = short.weights2[:10]
     broken.append(dict(args, state=short))
-    assert model.state.layout == 3
+    assert model.state.layout == 4
+    short = model.state.copy()
+    short.weights = short.weights[:, :-1].copy()        # a linear input's weight missing
+    broken.append(dict(args, state=short))
     short = model.state.copy()
     short.tables = short.tables[:-1]                    # the match model's last slot missing
     broken.append(dict(args, state=short))
@@ -304,7 +312,7 @@ def test_the_kernel_refuses_arrays_that_disagree_with_its_layout(model, monkeypa
                                np.array([255, 255]), model.state.tables, model.state.weights[:, :2].copy(),
                                model.state.apm, 0, 6, 6, 0, page_model.SQUASH, page_model.STRETCH,
                                page_model.RECIPROCAL, model.state.runs, np.zeros(0, np.int64), np.zeros(0, np.int64),
-                               1, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+                               1, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 0)
     for match_bits in (-1, 9, 25, 1 << 40):                   # the match table's size is checked too
         with monkeypatch.context() as patch, pytest.raises((ValueError, OverflowError)):
             patch.setattr(page_model, "MATCH_BITS", match_bits)
