@@ -464,5 +464,5 @@ def load_page_model(path: Path, cache: bool = True) -> PageModel:
         raise PageModelError(f"{path}: {exc}" if isinstance(exc, ValueError) else
                              f"{path}: not a page-model file ({exc})") from None
     if cache:
-        state_cache.store(wanted, {name: getattr(state, name) for name in PageState.ARRAYS})
+        state_cache.store_later(wanted, {name: getattr(state, name) for name in PageState.ARRAYS})
     return PageModel(state, wanted)

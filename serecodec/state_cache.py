@@ -18,6 +18,7 @@ import hashlib
 import json
 import mmap
 import os
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +31,7 @@ ALIGN = 64
 MAX_HEADER = 1 << 16
 KEEP = 6                          # files kept: the shipped states and a few of the user's (62 MB each)
 _checked: set = set()            # (path, size, inode) of files whose digest this process has checked
+_writing: list = []               # cache writes still running (``store_later``)
 
 
 def cache_dir() -> Optional[Path]:
@@ -61,8 +63,10 @@ def store(state_id: str, arrays: dict) -> bool:
     """Write the cache file of a state (its arrays by name); False where it cannot be written
     (no cache, a read-only or full disk): the caller then works from the npz as before."""
     path = _path(state_id)
-    if path is None:
-        return False
+    return path is not None and _write(path, state_id, arrays)
+
+
+def _write(path: Path, state_id: str, arrays: dict) -> bool:
     entries, offset = [], 0
     for name, array in arrays.items():
         entries.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape), "offset": offset})
@@ -78,6 +82,25 @@ def store(state_id: str, arrays: dict) -> bool:
         return False
     _evict(path.parent)
     return True
+
+
+def store_later(state_id: str, arrays: dict) -> None:
+    """``store`` in a daemon thread, so that a first run does not wait for the write (62 MB, a
+    spiky 0.1-1 s on this machine's disk). ``arrays`` must not change meanwhile (a loaded state
+    never does: coding works in copies). An exit cuts the write short: only a temporary is left,
+    which the next write of that file removes."""
+    path = _path(state_id)                # (the directory as it is now, not when the thread runs)
+    if path is None:
+        return
+    thread = threading.Thread(target=_write, args=(path, state_id, arrays), daemon=True, name="serecodec-state-cache")
+    thread.start()
+    _writing.append(thread)
+
+
+def wait() -> None:
+    """Until the writes ``store_later`` started are done."""
+    while _writing:
+        _writing.pop().join()
 
 
 def _evict(directory: Path) -> None:

@@ -32,6 +32,7 @@ def _replace(path, data: bytes) -> None:
 @pytest.mark.parametrize("name", ["documents", "documents-layout1"])
 def test_a_state_is_inflated_once_then_mapped_and_codes_the_same_bytes(cache, name):
     first = load_page_model(state_path(name))
+    state_cache.wait()                                               # (written in a thread)
     files = list(cache.glob("*.state"))
     assert not first.mapped and [f.name for f in files] == [f"{first.state_id}.state"]
     second = load_page_model(state_path(name))
@@ -50,6 +51,7 @@ def test_a_state_is_inflated_once_then_mapped_and_codes_the_same_bytes(cache, na
 @pytest.mark.parametrize("damage", ["array byte", "truncated", "garbage", "empty", "other id"])
 def test_a_damaged_cache_file_is_ignored_and_rewritten(cache, damage):
     model = load_page_model(state_path("halftones"))
+    state_cache.wait()
     path = cache / f"{model.state_id}.state"
     raw = bytearray(path.read_bytes())
     if damage == "array byte":
@@ -66,16 +68,21 @@ def test_a_damaged_cache_file_is_ignored_and_rewritten(cache, damage):
     _replace(path, bytes(raw))
     again = load_page_model(state_path("halftones"))
     assert not again.mapped and _same_state(model, again)            # inflated from the npz
+    state_cache.wait()
     assert load_page_model(state_path("halftones")).mapped            # and cached again, soundly
 
 
 def test_no_cache_when_off_or_unwritable(tmp_path, monkeypatch):
     monkeypatch.setenv("SERECODEC_STATE_CACHE", "off")
     assert not load_page_model(state_path("documents")).mapped
+    state_cache.wait()
+    assert not load_page_model(state_path("documents")).mapped
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
     monkeypatch.setenv("SERECODEC_STATE_CACHE", str(blocked / "states"))
-    first, second = (load_page_model(state_path("documents")) for _ in range(2))
+    first = load_page_model(state_path("documents"))
+    state_cache.wait()
+    second = load_page_model(state_path("documents"))
     assert not first.mapped and not second.mapped and _same_state(first, second)
 
 
