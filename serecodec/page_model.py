@@ -9,8 +9,8 @@ model (layout 3) predicts that the pixels after the last place the same large co
 in the image follow again, which is what repeated glyphs in a text page do; a small context
 model over its state and the 10-pixel context learns how far to trust it. Layout 4 gives the
 mixers each context model's probability twice, as its stretch and as itself (paq8px's image
-models do the same), so a mixer weighs a confident context differently from a hesitant one. The state
-every chunk starts from (context probabilities and counts, mixer weights, APM) is fitted offline
+models do the same), so a mixer weighs a confident context differently from a hesitant one.
+The state every chunk starts from (context probabilities and counts, mixer weights, APM) is fitted offline
 on the training pages of the real-document corpus (``training/fit_pages.py``) and shipped as a
 model file that the archive names by its hash, so one page codes well from its first row.
 """
@@ -43,7 +43,8 @@ LARGE_38 = tuple((-4, dx) for dx in range(-2, 3)) + tuple((-3, dx) for dx in ran
 WIDE_25 = tuple((-1, dx) for dx in range(-8, 9)) + tuple((0, dx) for dx in range(-8, 0))
 TABLE_BITS = (17, 10, 22, 22, 20)        # per model: direct when the template fits, else hashed
 # Count limits per model, then the row-repeat flag's, by layout: 1 and 2 keep theirs so their
-# archives decode as they did; layout 3's slower hashed models won 0.3% on the held-out corpus.
+# archives decode as they did; layout 3's slower hashed models won 0.3% on the held-out corpus
+# (layout 4 keeps them).
 LIMITS = {1: (255, 1023, 255, 255, 255, 255), 2: (255, 1023, 255, 255, 255, 255),
           3: (1023, 1023, 1023, 1023, 255, 255), 4: (1023, 1023, 1023, 1023, 255, 255)}
 LAYOUT = 4                     # what fresh_state and the fits make: 1 one mixer, 2 layered, 3 layered + match,

@@ -15,8 +15,7 @@ from ..bitsback import MAX_PARTICLES
 from ..coding_model import CodingModel, load_coding_model
 from ..context_model import load_context_model
 from ..page_model import (SHIPPED_STATES, PageModel, PageModelError, find_page_state, installed_states,
-                          load_page_model,
-                          state_path)
+                          load_page_model, state_path)
 from ..errors import InputError, ModelUnavailable, SerecodecError
 from ..registry import find_by_hash, resolve_coding_model
 from ..warm_start import WarmStart
@@ -172,8 +171,8 @@ class Models:
 
     def checks_inline(self) -> None:
         """Run checks (and estimates) in the calling thread from now on: in a worker process,
-        whose core is busy with its own chunks, a checking thread only competes with it (2 workers on 2 cores,
-        6,000 digits verified: 23.9 s inline, 26.9 s in threads)."""
+        whose core is busy with its own chunks, a checking thread only competes with it (2
+        workers on 2 cores, 6,000 digits verified: 23.9 s inline, 26.9 s in threads)."""
         self._pools = {name: (_Inline(), os.getpid()) for name in ("verify", "estimate")}
 
     def _pool(self, name: str, workers: int):
