@@ -207,6 +207,16 @@ def test_archives_of_the_first_layout_decode_as_they_did_and_the_layered_state_c
     assert np.array_equal(codec.decompress((legacy / "pages-layout-1-halftone.sere").read_bytes())[0], halftone)
 
 
+def test_every_shipped_state_is_found_by_its_id():
+    """Archives name states by id; the current ones are looked for first, the others still found."""
+    from serecodec.page_model import MODELS_DIR, find_page_state, state_id
+    shipped = sorted(MODELS_DIR.glob("*.pages.npz"))
+    assert len(shipped) == 2 * len(LAYOUTS)
+    for path in shipped:
+        assert find_page_state(state_id(path.read_bytes())) == path
+    assert find_page_state("0" * 16) is None
+
+
 def test_a_state_file_of_the_wrong_layout_is_refused(tmp_path):
     """A state whose arrays do not have the layout's shapes never reaches the kernel."""
     from serecodec.page_model import PageModelError, save_state
