@@ -15,6 +15,7 @@ from .page_tables import STATE_BITS
 # Chosen by ``training/fit_pages.py --validate`` on a fifth of the corpus's training sources.
 PROFILES = {
     "documents": {"categories": ("text", "scans"), "models": (0, 1, 2, 3), "apm": True, "apm2": True, "cap": 1},
+    "scans": {"categories": ("scans",), "models": (0, 1, 2, 3), "apm": True, "apm2": True, "cap": 1},
     "halftones": {"categories": ("halftones",), "models": (0, 1, 2, 3, 4), "apm": False, "apm2": True, "cap": 2},
 }
 

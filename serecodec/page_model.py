@@ -62,7 +62,7 @@ APM2_CONTEXTS = 1 << 16                   # the second APM's context: the 16-pix
 MIXER_RATE, APM_RATE = 6, 6
 # The fitted starting states shipped (training/fit_pages.py), in the order the encoder tries them;
 # a user's refit is NAME.pages.npz in the user model directory.
-SHIPPED_STATES = ("documents", "halftones")
+SHIPPED_STATES = ("documents", "halftones", "scans")
 SAMPLE_PIXELS = 1 << 15        # the encoder picks a state by coding about this many pixels with each
 PERIOD_CANDIDATES = 4          # ... and then the adaptive pixel among this many autocorrelation peaks
 
