@@ -530,7 +530,7 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
     }
     int64_t first[MAX_MODELS + 1];
     uint64_t raws[MAX_MODELS] = {0};
-    int64_t inputs[MAX_MODELS * 3 + 2], slots[MAX_MODELS], run_at[MAX_MODELS], run_slot[MAX_MODELS];
+    int64_t inputs[MAX_MODELS * 3 + 2], slots[MAX_MODELS], p12[MAX_MODELS], run_at[MAX_MODELS], run_slot[MAX_MODELS];
     int64_t logits[FINAL_INPUTS] = {0};
     int64_t p_1 = 0, p_2 = 0, p_3 = 0, set2 = 0, set3 = 0, fset = 0, a2 = 0, frac = 0, a_slot = 0;
     int64_t offset = 0, match_slot = runmap_slot + 64 * run_models, m_at = 0, m_len = 0, m_slot = -1, m_key = 0;
@@ -578,8 +578,10 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
                         raws[m] = raw_context(buffer + at, chunks, first[m], first[m + 1]);
                         slots[m] = bases[m] + context_index(raws[m], lengths[m], bits[m]);
                     }
-                    for (int64_t m = 0; m < models; m++)
-                        inputs[m] = stretch[(int64_t)tables[slots[m]] >> (STATE_BITS + 10)];
+                    for (int64_t m = 0; m < models; m++) {
+                        p12[m] = (int64_t)tables[slots[m]] >> (STATE_BITS + 10);     /* the 12-bit probability */
+                        inputs[m] = stretch[p12[m]];
+                    }
                     for (int64_t r = 0; r < run_models; r++) {      /* the run maps of the first hashed models */
                         int64_t m = run_model[r];
                         run_at[r] = run_bases[r] + slots[m] - bases[m];
@@ -619,7 +621,7 @@ static PyObject *code_images(PyObject *self, PyObject *args) {
                     }
                     if (linear)         /* each context's probability itself too, not only its stretch */
                         for (int64_t m = 0; m < models; m++)
-                            inputs[bias++] = (((int64_t)tables[slots[m]] >> (STATE_BITS + 10)) - 2048) >> 1;
+                            inputs[bias++] = (p12[m] - 2048) >> 1;
                     inputs[bias] = 256;
                     wset = ((int64_t)buffer[at - 1] << 3) | ((int64_t)buffer[at - stride - 1] << 2) |
                            ((int64_t)buffer[at - stride] << 1) | (int64_t)buffer[at - stride + 1];

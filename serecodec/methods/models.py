@@ -121,8 +121,7 @@ class Models:
         """A page model of state ``wanted`` whose state the caller may code in (and so change): a
         copy of a loaded one, else one loaded from its file for this use alone, which spares a
         decoder the copy and keeps no 62 MB state after it."""
-        if self.pages_paths:
-            self.pages               # noqa: B018 (the caller's states, loaded into the cache)
+        self._load_callers_states()
         if wanted in self._pages:
             kept = self._pages[wanted]
             return PageModel(kept.working_state(), kept.state_id)
@@ -130,8 +129,7 @@ class Models:
 
     def page_state_path(self, wanted: str):
         """The file of the page-model state ``wanted`` (ModelUnavailable when there is none)."""
-        if self.pages_paths:
-            self.pages               # noqa: B018 (the caller's states, loaded into the cache)
+        self._load_callers_states()
         if wanted in self._pages:
             return None              # (loaded already: the caller's, or an earlier chunk's)
         if wanted not in self._page_files:
@@ -141,6 +139,10 @@ class Models:
                                        f"installed (a NAME.pages.npz in the model directories)")
             self._page_files[wanted] = found
         return self._page_files[wanted]
+
+    def _load_callers_states(self) -> None:
+        if self.pages_paths:
+            self.pages               # noqa: B018 (the caller's states, loaded into the cache)
 
     def _load_pages(self, wanted: str, cache: bool = True):
         path = self.page_state_path(wanted)
